@@ -1,0 +1,5 @@
+"""Exchange with other frameworks (weights only; nothing is unpickled here)."""
+
+from spikeformer.interop.spikingjelly import from_spikingjelly
+
+__all__ = ["from_spikingjelly"]

@@ -1,0 +1,18 @@
+"""Model families, built by name: ``create_model(name, **overrides)``; ``list_models()``."""
+
+from spikeformer.models import spike_driven, spikformer  # noqa: F401  (registers the entries)
+from spikeformer.models._base import SpikingTransformerConfig, SpikingVisionModel
+from spikeformer.models._registry import create_model, list_models, model_defaults, register_model
+from spikeformer.models.spike_driven import SpikeDrivenTransformer
+from spikeformer.models.spikformer import Spikformer
+
+__all__ = [
+    "SpikeDrivenTransformer",
+    "Spikformer",
+    "SpikingTransformerConfig",
+    "SpikingVisionModel",
+    "create_model",
+    "list_models",
+    "model_defaults",
+    "register_model",
+]

@@ -1,0 +1,151 @@
+"""Spikformer (Zhou et al., "Spikformer: When Spiking Neural Network Meets Transformer", ICLR 2023).
+
+Architecture, as in the paper and its public model files:
+- SPS, spiking patch splitting: 4 x (Conv3x3 -> BN -> LIF) with D/8, D/4, D/2, D channels, MaxPool 3x3/2 after
+  the stages in ``pool_stages``; relative position embedding ``x + LIF(BN(Conv3x3(x)))``.
+- SSA: ``Q, K, V = LIF(BN(Linear(x)))``; ``LIF_0.5(Q K^T V * 0.125)`` (no softmax); then ``LIF(BN(Linear))``.
+- MLP: ``LIF(BN(Linear(D -> 4D)))``, ``LIF(BN(Linear(4D -> D)))``; residuals ``x + SSA(x)``, ``x + MLP(x)``.
+- Head: mean over tokens, Linear, mean over time. No LayerNorm, no dropout.
+Neurons: LIF, tau 2, threshold 1, hard reset to 0 (detached), sigmoid surrogate alpha 4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikeformer.functional.attention import spiking_self_attention
+from spikeformer.models._base import SpikingVisionModel
+from spikeformer.models._registry import register_model
+from spikeformer.nn.layers import ConvBN2d, LinearBN, SeqToANN
+
+__all__ = ["Spikformer", "SpikingPatchSplitting", "SpikingSelfAttention", "SpikingMLP", "SpikformerBlock"]
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    t, b, n, d = x.shape
+    return x.reshape(t, b, n, heads, d // heads).transpose(2, 3)  # [T, B, N, D] -> [T, B, H, N, D/H]
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    t, b, h, n, dh = x.shape
+    return x.transpose(2, 3).reshape(t, b, n, h * dh)  # [T, B, H, N, D/H] -> [T, B, N, D]
+
+
+class SpikingPatchSplitting(nn.Module):
+    """SPS: ``[T, B, C, H, W] -> [T, B, N, D]`` spike tokens (values 0, 1, 2 after the position-embedding sum)."""
+
+    def __init__(self, model: SpikingVisionModel) -> None:
+        super().__init__()
+        c = model.config
+        dims = [c.embed_dim // 8, c.embed_dim // 4, c.embed_dim // 2, c.embed_dim]
+        before = c.pool_position == "before_neuron"
+        self.stages = nn.ModuleList()
+        self.neurons = nn.ModuleList()
+        self.pools = nn.ModuleList()
+        for cin, cout, pooled in zip([c.in_chans, *dims[:-1]], dims, c.pool_stages, strict=True):
+            self.stages.append(ConvBN2d(cin, cout, 3, pool=pooled and before))
+            self.neurons.append(model.make_neuron())
+            self.pools.append(SeqToANN(nn.MaxPool2d(3, 2, 1)) if pooled and not before else nn.Identity())
+        self.rpe = ConvBN2d(c.embed_dim, c.embed_dim, 3)
+        self.rpe_neuron = model.make_neuron()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage, neuron, pool in zip(self.stages, self.neurons, self.pools, strict=True):
+            x = pool(neuron(stage(x)))  # [T, B, C, H, W] -> [T, B, C', H', W']
+        x = x + self.rpe_neuron(self.rpe(x))
+        return x.flatten(3).transpose(2, 3)  # [T, B, D, H', W'] -> [T, B, N, D]
+
+
+class SpikingSelfAttention(nn.Module):
+    """SSA on ``[T, B, N, D]`` spikes."""
+
+    def __init__(self, model: SpikingVisionModel) -> None:
+        super().__init__()
+        c = model.config
+        d = c.embed_dim
+        self.num_heads = c.num_heads
+        self.scale = c.attn_scale
+        self.q, self.k, self.v = LinearBN(d, d), LinearBN(d, d), LinearBN(d, d)
+        self.q_neuron, self.k_neuron, self.v_neuron = model.make_neuron(), model.make_neuron(), model.make_neuron()
+        self.attn_neuron = model.make_neuron(v_threshold=c.attn_v_threshold)
+        self.proj = LinearBN(d, d, bias=c.proj_bias)
+        self.proj_neuron = model.make_neuron()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = _split_heads(self.q_neuron(self.q(x)), self.num_heads)  # [T, B, H, N, D/H]
+        k = _split_heads(self.k_neuron(self.k(x)), self.num_heads)
+        v = _split_heads(self.v_neuron(self.v(x)), self.num_heads)
+        y = self.attn_neuron(_merge_heads(spiking_self_attention(q, k, v, self.scale)))  # [T, B, N, D]
+        return self.proj_neuron(self.proj(y))
+
+
+class SpikingMLP(nn.Module):
+    """``LIF(BN(Linear(D -> hidden)))`` then ``LIF(BN(Linear(hidden -> D)))`` on ``[T, B, N, D]``."""
+
+    def __init__(self, model: SpikingVisionModel) -> None:
+        super().__init__()
+        c = model.config
+        hidden = int(c.embed_dim * c.mlp_ratio)
+        self.fc1, self.fc1_neuron = LinearBN(c.embed_dim, hidden, bias=c.proj_bias), model.make_neuron()
+        self.fc2, self.fc2_neuron = LinearBN(hidden, c.embed_dim, bias=c.proj_bias), model.make_neuron()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2_neuron(self.fc2(self.fc1_neuron(self.fc1(x))))
+
+
+class SpikformerBlock(nn.Module):
+    """``x + SSA(x)`` then ``x + MLP(x)``."""
+
+    def __init__(self, model: SpikingVisionModel) -> None:
+        super().__init__()
+        self.attn = SpikingSelfAttention(model)
+        self.mlp = SpikingMLP(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class Spikformer(SpikingVisionModel):
+    """Spikformer; see the module docstring. Keyword arguments: ``SpikingTransformerConfig`` fields."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        c = self.config
+        self.patch_embed = SpikingPatchSplitting(self)
+        self.blocks = nn.ModuleList(SpikformerBlock(self) for _ in range(c.depth))
+        self.head = nn.Linear(c.embed_dim, c.num_classes)
+        _init_weights(self)
+
+    def forward_features(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x_seq)
+        for block in self.blocks:
+            x = block(x)
+        return x.mean(2)  # [T, B, N, D] -> [T, B, D]
+
+
+def _init_weights(model: nn.Module) -> None:
+    """Truncated normal (std 0.02) for linear layers, as the reference implementations do; BN at identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+# Registry: CIFAR geometry (32x32, 8x8 = 64 tokens) and ImageNet geometry (224x224, 14x14 = 196 tokens).
+_CIFAR = dict(img_size=32, in_chans=3, num_classes=10, pool_stages=(False, False, True, True))
+_IMAGENET = dict(img_size=224, in_chans=3, num_classes=1000, pool_stages=(True, True, True, True))
+
+register_model("spikformer-4-256", Spikformer, **_CIFAR, embed_dim=256, depth=4, num_heads=16)
+register_model("spikformer-2-384", Spikformer, **_CIFAR, embed_dim=384, depth=2, num_heads=12)
+register_model("spikformer-4-384", Spikformer, **_CIFAR, embed_dim=384, depth=4, num_heads=12)
+register_model("spikformer-8-384", Spikformer, **_IMAGENET, embed_dim=384, depth=8, num_heads=12)
+register_model("spikformer-8-512", Spikformer, **_IMAGENET, embed_dim=512, depth=8, num_heads=8)
+register_model("spikformer-8-768", Spikformer, **_IMAGENET, embed_dim=768, depth=8, num_heads=12)
+# The model the operations runbook names: ViT-Base width and depth with Spikformer blocks.
+register_model("spikeformer-vit-base", Spikformer, **_IMAGENET, embed_dim=768, depth=12, num_heads=12)

@@ -1,0 +1,56 @@
+"""Stateless layers for time-first tensors: they fold time into the batch (``[T, B, ...] -> [T*B, ...]``).
+
+The conv/linear + BatchNorm pairs are kept as plain ``torch.nn`` modules inside, so BatchNorm folding, NIR export
+and the energy profiler can find them by type.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time"]
+
+
+def fold_time(x: torch.Tensor) -> torch.Tensor:
+    """``[T, B, ...] -> [T*B, ...]``."""
+    return x.flatten(0, 1)
+
+
+def unfold_time(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """``[T*B, ...] -> [T, B, ...]``."""
+    return x.reshape(timesteps, x.shape[0] // timesteps, *x.shape[1:])
+
+
+class SeqToANN(nn.Sequential):
+    """Apply stateless modules to every time step at once: ``[T, B, ...] -> [T, B, ...]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return unfold_time(super().forward(fold_time(x)), x.shape[0])
+
+
+class ConvBN2d(nn.Module):
+    """``Conv2d (no bias) -> BatchNorm2d`` on ``[T, B, C, H, W]``, optionally followed by max-pooling 3x3/2."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, pool: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.pool = nn.MaxPool2d(3, 2, 1) if pool else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(self.bn(self.conv(fold_time(x))))  # [T*B, C, H, W] -> [T*B, C', H', W']
+        return unfold_time(y, x.shape[0])
+
+
+class LinearBN(nn.Module):
+    """``Linear -> BatchNorm1d`` over the last axis of ``[T, B, N, D]`` (per-channel statistics over T, B, N)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.bn = nn.BatchNorm1d(out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)
+        return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)

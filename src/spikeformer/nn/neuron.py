@@ -1,0 +1,184 @@
+"""Spiking neuron modules over ``spikeformer.functional.neuron``.
+
+Each module holds its hyper-parameters and its membrane state ``v``. Two ways to drive it:
+- ``y = neuron(x)``: the state is kept inside the module (reset it with ``spikeformer.nn.reset_states(model)``);
+- ``y, v = neuron(x, v)``: explicit state in and out (``v=None`` starts from rest); the module's own state is untouched.
+
+In multi-step mode (``step_mode="m"``, the default) ``x`` is ``[T, B, ...]``; in single-step mode ``[B, ...]``.
+Backends are named strings; ``"torch"`` is the plain-torch reference every fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from spikeformer.functional.neuron import fire_and_reset, if_charge, lif_charge
+from spikeformer.nn.base import StatefulModule
+from spikeformer.nn.surrogate import Sigmoid, Surrogate
+
+__all__ = ["BaseNeuron", "LIF", "IF", "PLIF", "NEURONS", "make_neuron", "NEURON_BACKENDS"]
+
+# name -> function(neuron, x_seq [T, ...], v [...]) -> (spikes [T, ...], v_T); later issues add fused kernels here.
+NEURON_BACKENDS: dict[str, Callable] = {}
+
+
+def _torch_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    out = []
+    for t in range(x_seq.shape[0]):
+        s, v = neuron.single_step(x_seq[t], v)
+        out.append(s)
+    return torch.stack(out), v
+
+
+NEURON_BACKENDS["torch"] = _torch_multistep
+
+
+class BaseNeuron(StatefulModule):
+    """Integrate, fire, reset. Subclasses define ``charge(x, v) -> h``.
+
+    Args:
+        v_threshold: firing threshold.
+        v_reset: potential after a spike (hard reset); ``None`` means soft reset by subtracting ``v_threshold``.
+        detach_reset: detach the spike from the graph in the reset (Spikformer: True).
+        surrogate: surrogate-gradient module (default ``Sigmoid(alpha=4)``).
+        step_mode: ``"m"`` multi-step ``[T, B, ...]`` or ``"s"`` single-step ``[B, ...]``.
+        backend: name in ``NEURON_BACKENDS`` used in multi-step mode.
+    """
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        detach_reset: bool = True,
+        surrogate: Surrogate | None = None,
+        step_mode: str = "m",
+        backend: str = "torch",
+    ) -> None:
+        super().__init__(step_mode)
+        if not v_threshold > (v_reset if v_reset is not None else 0.0):
+            raise ValueError(f"v_threshold ({v_threshold}) must be above v_reset ({v_reset})")
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.detach_reset = bool(detach_reset)
+        self.surrogate = surrogate if surrogate is not None else Sigmoid()
+        self.backend = backend
+        self.register_state("v", None)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in NEURON_BACKENDS:
+            raise ValueError(f"unknown neuron backend {name!r}; accepted: {sorted(NEURON_BACKENDS)}")
+        self._backend = name
+
+    @property
+    def v_rest(self) -> float:
+        return 0.0 if self.v_reset is None else self.v_reset
+
+    def charge(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        """Resting membrane potential shaped like one time step of ``x``."""
+        shape = x.shape[1:] if self.step_mode == "m" else x.shape
+        return torch.full(shape, self.v_rest, dtype=x.dtype, device=x.device)
+
+    def single_step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: charge, fire, reset. Returns ``(spike, v)``."""
+        return fire_and_reset(self.charge(x, v), self.v_threshold, self.v_reset, self.detach_reset, self.surrogate)
+
+    def _run(self, x: torch.Tensor, v: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if v is None:
+            v = self.initial_state(x)
+        if self.step_mode == "s":
+            return self.single_step(x, v)
+        return NEURON_BACKENDS[self.backend](self, x, v)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = ...):  # type: ignore[assignment]
+        """``forward(x) -> spikes`` with internal state, or ``forward(x, state) -> (spikes, state)``."""
+        if state is ...:
+            s, self.v = self._run(x, self.v)
+            return s
+        return self._run(x, state)
+
+    def extra_repr(self) -> str:
+        return (
+            f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, detach_reset={self.detach_reset}, "
+            f"step_mode={self.step_mode!r}, backend={self.backend!r}"
+        )
+
+
+class LIF(BaseNeuron):
+    """Leaky integrate-and-fire: ``h = v + (x - (v - v_reset)) / tau`` (or ``v - (v - v_reset)/tau + x``).
+
+    Args:
+        tau: membrane time constant in time steps (> 1). Spikformer uses 2.0.
+        decay_input: whether the input is scaled by ``1/tau`` too.
+    """
+
+    def __init__(self, tau: float = 2.0, decay_input: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not tau > 1.0:
+            raise ValueError(f"tau must be > 1 (time steps), got {tau}")
+        self.tau = float(tau)
+        self.decay_input = bool(decay_input)
+
+    def charge(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return lif_charge(x, v, 1.0 / self.tau, self.v_rest, self.decay_input)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
+
+
+class IF(BaseNeuron):
+    """Integrate-and-fire without leak: ``h = v + x``."""
+
+    def charge(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return if_charge(x, v)
+
+
+class PLIF(BaseNeuron):
+    """Parametric LIF (Fang et al., ICCV 2021): LIF with a learnable ``1/tau = sigmoid(w)``, one ``w`` per layer.
+
+    Args:
+        init_tau: initial time constant (> 1); ``w = -log(init_tau - 1)``.
+        decay_input: as for ``LIF``.
+    """
+
+    def __init__(self, init_tau: float = 2.0, decay_input: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not init_tau > 1.0:
+            raise ValueError(f"init_tau must be > 1 (time steps), got {init_tau}")
+        self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
+        self.decay_input = bool(decay_input)
+
+    @property
+    def tau(self) -> float:
+        return float(1.0 / torch.sigmoid(self.w.detach()))
+
+    def charge(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return lif_charge(x, v, torch.sigmoid(self.w).to(x.dtype), self.v_rest, self.decay_input)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau:.4f}, decay_input={self.decay_input}, " + super().extra_repr()
+
+
+NEURONS: dict[str, type[BaseNeuron]] = {"lif": LIF, "if": IF, "plif": PLIF}
+
+
+def make_neuron(kind: str = "lif", tau: float = 2.0, **kwargs) -> BaseNeuron:
+    """Build a neuron by name (``lif``, ``plif``, ``if``); ``tau`` is the (initial) time constant, unused for IF."""
+    if kind not in NEURONS:
+        raise ValueError(f"unknown neuron {kind!r}; accepted: {sorted(NEURONS)}")
+    if kind == "lif":
+        return LIF(tau=tau, **kwargs)
+    if kind == "plif":
+        return PLIF(init_tau=tau, **kwargs)
+    return IF(**kwargs)
