@@ -12,8 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Spikeformer Neuromorphic Kit: spiking transformers from training to serving.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Spikeformer Neuromorphic Kit: spiking transformers from training to serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="List, inspect and verify models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console(stderr=True)

@@ -6,7 +6,8 @@ backward pass replaces the Dirac delta by the derivative of a smooth function. E
 
 Derivatives (``sg`` is the logistic sigmoid):
 - Sigmoid (Spikformer default, alpha = 4): ``d/dx sg(alpha x) = alpha sg(alpha x) (1 - sg(alpha x))``.
-- ATan (Fang et al., ICCV 2021, alpha = 2): ``d/dx [arctan(pi/2 alpha x) / pi + 1/2] = alpha / 2 / (1 + (pi/2 alpha x)^2)``.
+- ATan (Fang et al., ICCV 2021, alpha = 2):
+  ``d/dx [arctan(pi/2 alpha x) / pi + 1/2] = alpha / 2 / (1 + (pi/2 alpha x)^2)``.
 - FastSigmoid / SuperSpike (Zenke & Ganguli, 2018, alpha = 10): ``d/dx [x / (1 + alpha |x|)] = 1 / (1 + alpha |x|)^2``.
 """
 

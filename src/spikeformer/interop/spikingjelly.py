@@ -76,8 +76,8 @@ def _layout(sd: Mapping[str, torch.Tensor]) -> str:
         return "reference"
     sample = ", ".join(list(sd)[:5])
     raise ValueError(
-        "unrecognised Spikformer state dict: expected SpikingJelly 2.0 keys (patch_embed.stages.0.conv_bn.block.0.weight"
-        f" ...) or the reference code's (patch_embed.proj_conv.weight ...); got keys such as {sample}"
+        "unrecognised Spikformer state dict: expected SpikingJelly 2.0 keys "
+        f"(patch_embed.stages.0.conv_bn.block.0.weight ...) or the reference code's (patch_embed.proj_conv.weight ...); got keys such as {sample}"
     )
 
 
@@ -106,7 +106,7 @@ def spikingjelly_state_dict_to_ours(sd: Mapping[str, torch.Tensor]) -> tuple[dic
                 _linear(out, f"{m}.{fc}.linear", sd, f"{m}.{fc}.0")
                 _bn(out, f"{m}.{fc}.bn", sd, f"{m}.{fc}.1")
         pool_position = "before_neuron"
-        proj_bias = f"blocks.0.attn.proj_conv_bn.0.bias" in sd
+        proj_bias = "blocks.0.attn.proj_conv_bn.0.bias" in sd
     else:
         depth = len({m.group(1) for k in sd if (m := re.match(r"block\.(\d+)\.", k))})
         for i, suffix in enumerate(("", "1", "2", "3")):
@@ -183,6 +183,8 @@ def from_spikingjelly(
     missing, unexpected = model.load_state_dict(ours, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"weights do not fit the inferred geometry: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"weights do not fit the inferred geometry: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.model_name = "spikformer-custom"
     return model.eval()

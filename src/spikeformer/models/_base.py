@@ -72,18 +72,32 @@ class SpikingTransformerConfig:
         self.img_size = size
         self.pool_stages = tuple(bool(p) for p in self.pool_stages)
         checks = [
-            (isinstance(self.timesteps, int) and self.timesteps >= 1, f"timesteps must be an int >= 1, got {self.timesteps!r}"),
+            (
+                isinstance(self.timesteps, int) and self.timesteps >= 1,
+                f"timesteps must be an int >= 1, got {self.timesteps!r}",
+            ),
             (self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}"),
             (self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}"),
             (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
-            (self.embed_dim >= 8 and self.embed_dim % 8 == 0, f"embed_dim must be a multiple of 8, got {self.embed_dim}"),
-            (self.num_heads >= 1 and self.embed_dim % self.num_heads == 0,
-             f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"),
+            (
+                self.embed_dim >= 8 and self.embed_dim % 8 == 0,
+                f"embed_dim must be a multiple of 8, got {self.embed_dim}",
+            ),
+            (
+                self.num_heads >= 1 and self.embed_dim % self.num_heads == 0,
+                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})",
+            ),
             (self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}"),
             (len(self.pool_stages) == 4, f"pool_stages needs 4 flags (one per conv stage), got {self.pool_stages}"),
-            (self.pool_position in POOL_POSITIONS, f"pool_position must be one of {POOL_POSITIONS}, got {self.pool_position!r}"),
+            (
+                self.pool_position in POOL_POSITIONS,
+                f"pool_position must be one of {POOL_POSITIONS}, got {self.pool_position!r}",
+            ),
             (self.neuron in NEURONS, f"neuron must be one of {sorted(NEURONS)}, got {self.neuron!r}"),
-            (self.surrogate in SURROGATE_MODULES, f"surrogate must be one of {sorted(SURROGATE_MODULES)}, got {self.surrogate!r}"),
+            (
+                self.surrogate in SURROGATE_MODULES,
+                f"surrogate must be one of {sorted(SURROGATE_MODULES)}, got {self.surrogate!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,4 +1,4 @@
-"""Surrogate-gradient modules: the hyper-parameter is an attribute, so a model's surrogate can be inspected and saved."""
+"""Surrogate-gradient modules: the hyper-parameter is an attribute, so a surrogate can be inspected and saved."""
 
 from __future__ import annotations
 
