@@ -77,7 +77,8 @@ def _layout(sd: Mapping[str, torch.Tensor]) -> str:
     sample = ", ".join(list(sd)[:5])
     raise ValueError(
         "unrecognised Spikformer state dict: expected SpikingJelly 2.0 keys "
-        f"(patch_embed.stages.0.conv_bn.block.0.weight ...) or the reference code's (patch_embed.proj_conv.weight ...); got keys such as {sample}"
+        "(patch_embed.stages.0.conv_bn.block.0.weight ...) or the reference code's "
+        f"(patch_embed.proj_conv.weight ...); got keys such as {sample}"
     )
 
 
