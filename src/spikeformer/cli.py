@@ -109,6 +109,183 @@ def demo(
         console.print(f"{k:>14}: {v}", highlight=False)
 
 
+def _parse_args(pairs: list[str]) -> dict:
+    """``["embed_dim=128", "pool_stages=[false,true,true,false]"]`` -> dict; values are JSON, else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(
+                f"--arg expects KEY=VALUE (VALUE in JSON, e.g. depth=2 or pool_stages=[0,1,1,0]), got {pair!r}"
+            )
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "spikformer-4-384",
+    arg: Annotated[list[str], typer.Option("--arg", help="Model override KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    dataset: Annotated[str, typer.Option(help="fashion-mnist, digits or folder:PATH.")] = "fashion-mnist",
+    data_root: Annotated[str | None, typer.Option(help="Where the data set's files are.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: float = 2e-3,
+    min_lr: float = 1e-5,
+    warmup_epochs: float = 1.0,
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.1,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast (CPUs with AMX, CUDA).")] = False,
+    grad_clip: float = 1.0,
+    augment: Annotated[bool, typer.Option(help="Random crop + horizontal flip.")] = True,
+    seed: int = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    output: Annotated[str, typer.Option(help="Run folder.")] = "runs/latest",
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last when present.")] = True,
+    stop_after: Annotated[int | None, typer.Option(help="End after N epochs of this run; resume later.")] = None,
+    limit_train: Annotated[int | None, typer.Option(help="Use the first N training images.")] = None,
+    limit_test: Annotated[int | None, typer.Option(help="Use the first N test images.")] = None,
+    init_from: Annotated[str | None, typer.Option(help="Checkpoint whose weights initialise the model.")] = None,
+    distill: Annotated[str | None, typer.Option(help="Teacher checkpoint for knowledge distillation.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model; writes OUTPUT/metrics.jsonl, OUTPUT/curves.png and the checkpoint OUTPUT/checkpoint."""
+    from spikeformer.checkpoint import CheckpointError
+    from spikeformer.data import DatasetNotFoundError
+    from spikeformer.train import TrainConfig, fit
+
+    try:
+        cfg = TrainConfig(
+            model=model,
+            model_args=_parse_args(arg),
+            dataset=dataset,
+            data_root=data_root,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            min_lr=min_lr,
+            warmup_epochs=warmup_epochs,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            amp=amp,
+            grad_clip=grad_clip,
+            augment=augment,
+            seed=seed,
+            device=device,
+            output=output,
+            resume=resume,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            init_from=init_from,
+            distill_from=distill,
+        )
+        result = fit(cfg, progress=not as_json)
+    except (ValueError, DatasetNotFoundError, CheckpointError) as e:
+        fail(str(e), as_json=as_json)
+    summary = {
+        "checkpoint": str(result.checkpoint),
+        "top1": result.top1,
+        "epochs": result.epochs,
+        "seconds": round(result.seconds, 1),
+        "output": output,
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        console.print(
+            f"checkpoint {result.checkpoint}: test top-1 {100 * result.top1:.2f}% "
+            f"after {result.epochs} epochs ({result.seconds / 60:.1f} min)",
+            highlight=False,
+        )
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint folder.")],
+    dataset: Annotated[str, typer.Option(help="fashion-mnist, digits or folder:PATH.")] = "fashion-mnist",
+    split: str = "test",
+    data_root: str | None = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N images only.")] = None,
+    batch_size: int = 500,
+    output: Annotated[str | None, typer.Option(help="Folder for confusion.png (default: the checkpoint's).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Top-1 and per-class accuracy on a data set split; writes a confusion-matrix PNG."""
+    from pathlib import Path
+
+    from spikeformer.checkpoint import CheckpointError
+    from spikeformer.data import DatasetNotFoundError, load_dataset
+    from spikeformer.train import evaluate_model, plot_confusion
+
+    try:
+        pipe = spikeformer_load(checkpoint)
+        data = load_dataset(dataset, split, data_root)
+        if limit is not None:
+            data = data.subset(range(min(limit, len(data))))
+        if tuple(data.image_shape) != tuple(pipe.input_shape):
+            raise ValueError(
+                f"the data set's images are {list(data.image_shape)} (C, H, W) but the model takes "
+                f"{list(pipe.input_shape)}"
+            )
+        t0 = time.perf_counter()
+        result = evaluate_model(pipe.model, data, pipe.preprocess, batch_size)
+        seconds = time.perf_counter() - t0
+    except (ValueError, DatasetNotFoundError, CheckpointError) as e:
+        fail(str(e), as_json=as_json)
+    png = plot_confusion(
+        result,
+        data.classes,
+        Path(output or checkpoint) / "confusion.png",
+        title=f"{pipe.manifest.model_name} on {dataset} {split}: top-1 {100 * result.top1:.2f}%",
+    )
+    report = {
+        "checkpoint": checkpoint,
+        "dataset": dataset,
+        "split": split,
+        **result.to_dict(),
+        "seconds": round(seconds, 2),
+        "confusion_png": str(png),
+    }
+    if as_json:
+        _emit_json(report)
+        return
+    table = Table("class", "accuracy")
+    for name, acc in result.per_class.items():
+        table.add_row(name, f"{100 * acc:.2f}%")
+    Console().print(table)
+    Console().print(
+        f"top-1: {100 * result.top1:.2f}% on {result.num_samples} images ({seconds:.1f}s); confusion matrix: {png}",
+        highlight=False,
+    )
+
+
+def spikeformer_load(path: str):
+    from spikeformer import load_pipeline
+
+    return load_pipeline(path)
+
+
+@models_app.command("verify")
+def models_verify(
+    path: Annotated[str, typer.Argument(help="Checkpoint folder.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a checkpoint's manifest and the sha256 of its weights (exit 0 when intact, 1 when not)."""
+    from spikeformer.checkpoint import CheckpointError, verify_checkpoint
+
+    try:
+        m = verify_checkpoint(path)
+    except CheckpointError as e:
+        fail(str(e), code=1, as_json=as_json)
+    if as_json:
+        _emit_json({"ok": True, "path": path, "model_name": m.model_name, "sha256": m.sha256})
+    else:
+        console.print(f"OK {path}: {m.model_name}, sha256 {m.sha256}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -2,7 +2,13 @@
 
 from spikeformer.models import spike_driven, spikformer  # noqa: F401  (registers the entries)
 from spikeformer.models._base import SpikingTransformerConfig, SpikingVisionModel
-from spikeformer.models._registry import create_model, list_models, model_defaults, register_model
+from spikeformer.models._registry import (
+    build_architecture,
+    create_model,
+    list_models,
+    model_defaults,
+    register_model,
+)
 from spikeformer.models.spike_driven import SpikeDrivenTransformer
 from spikeformer.models.spikformer import Spikformer
 
@@ -11,6 +17,7 @@ __all__ = [
     "Spikformer",
     "SpikingTransformerConfig",
     "SpikingVisionModel",
+    "build_architecture",
     "create_model",
     "list_models",
     "model_defaults",

@@ -9,10 +9,12 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["register_model", "create_model", "list_models", "model_defaults"]
+__all__ = ["register_model", "create_model", "list_models", "model_defaults", "build_architecture"]
 
 # name -> (builder class, default arguments)
 _MODELS: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {}
+# builder class name -> builder, so a checkpoint can be rebuilt from its saved config alone
+_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str, builder: Callable[..., nn.Module], **defaults: Any) -> None:
@@ -20,6 +22,7 @@ def register_model(name: str, builder: Callable[..., nn.Module], **defaults: Any
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered")
     _MODELS[name] = (builder, defaults)
+    _ARCHITECTURES[builder.__name__] = builder
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -60,4 +63,17 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
             raise ValueError(f"unknown argument(s) {unknown} for model {name!r}; accepted: {sorted(fields)}")
     model = builder(**{**defaults, **overrides})
     model.model_name = name
+    return model
+
+
+def build_architecture(architecture: str, config: dict[str, Any], name: str | None = None) -> nn.Module:
+    """Rebuild a model from its class name and full saved config (what a checkpoint manifest holds)."""
+    if architecture not in _ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(_ARCHITECTURES)}")
+    builder = _ARCHITECTURES[architecture]
+    cfg_class = getattr(builder, "config_class", None)
+    if cfg_class is not None:
+        config = cfg_class.from_dict(config).__dict__
+    model = builder(**config)
+    model.model_name = name or architecture
     return model

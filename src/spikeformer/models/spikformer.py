@@ -149,3 +149,15 @@ register_model("spikformer-8-512", Spikformer, **_IMAGENET, embed_dim=512, depth
 register_model("spikformer-8-768", Spikformer, **_IMAGENET, embed_dim=768, depth=8, num_heads=12)
 # The model the operations runbook names: ViT-Base width and depth with Spikformer blocks.
 register_model("spikeformer-vit-base", Spikformer, **_IMAGENET, embed_dim=768, depth=12, num_heads=12)
+# The bundled Fashion-MNIST model: 28x28x1 input, pooling in stages 2 and 3 (28 -> 14 -> 7: 49 tokens), D = 128.
+register_model(
+    "spikformer-2-128-fmnist",
+    Spikformer,
+    img_size=28,
+    in_chans=1,
+    num_classes=10,
+    pool_stages=(False, True, True, False),
+    embed_dim=128,
+    depth=2,
+    num_heads=8,
+)

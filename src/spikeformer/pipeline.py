@@ -1,0 +1,63 @@
+"""``load_pipeline(path)``: a verified checkpoint plus its preprocessing, ready for raw images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikeformer.checkpoint import Manifest, load_checkpoint
+from spikeformer.data.transforms import Preprocess
+
+__all__ = ["Pipeline", "load_pipeline"]
+
+
+@dataclass
+class Pipeline:
+    """A model with the preprocessing it was trained with.
+
+    Attributes:
+        model: the torch module (eval mode).
+        manifest: the checkpoint's manifest.
+        preprocess: raw uint8 pixels -> normalised float ``[N, C, H, W]``.
+    """
+
+    model: nn.Module
+    manifest: Manifest
+    preprocess: Preprocess
+    batch_size: int = 256
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` after preprocessing."""
+        return (self.preprocess.channels, *self.preprocess.image_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def predict_logits(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw uint8 images ``[N, H, W]`` (single channel) or ``[N, C, H, W]`` -> logits ``[N, classes]`` (float32)."""
+        x = self.preprocess(images)
+        out = []
+        with torch.inference_mode():
+            for chunk in x.split(self.batch_size):
+                out.append(self.model(chunk.to(self.device)).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, len(self.manifest.class_names))
+
+    def predict(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw images -> class indices ``[N]``."""
+        return self.predict_logits(images).argmax(1)
+
+
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
+    """Verify (sha256) and load a checkpoint folder; raises ``CheckpointError`` with a clear message otherwise."""
+    model, manifest = load_checkpoint(path, map_location=device)
+    return Pipeline(model=model, manifest=manifest, preprocess=manifest.preprocess)

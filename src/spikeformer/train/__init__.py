@@ -1,0 +1,7 @@
+"""Training: ``fit(TrainConfig)``, evaluation and resumable state."""
+
+from spikeformer.train.config import TrainConfig
+from spikeformer.train.evaluate import EvalResult, evaluate_model, plot_confusion
+from spikeformer.train.trainer import FitResult, fit, plot_curves
+
+__all__ = ["EvalResult", "FitResult", "TrainConfig", "evaluate_model", "fit", "plot_confusion", "plot_curves"]
