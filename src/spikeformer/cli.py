@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List, inspect and verify models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
@@ -206,7 +206,7 @@ def train(
 def evaluate(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint folder.")],
     dataset: Annotated[str, typer.Option(help="fashion-mnist, digits or folder:PATH.")] = "fashion-mnist",
-    split: str = "test",
+    split: Annotated[str, typer.Option(help="test, train, or all (every image of a folder data set).")] = "test",
     data_root: str | None = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N images only.")] = None,
     batch_size: int = 500,
@@ -222,7 +222,7 @@ def evaluate(
 
     try:
         pipe = spikeformer_load(checkpoint)
-        data = load_dataset(dataset, split, data_root)
+        data = load_dataset(dataset, None if split == "all" else split, data_root)
         if limit is not None:
             data = data.subset(range(min(limit, len(data))))
         if tuple(data.image_shape) != tuple(pipe.input_shape):
@@ -231,7 +231,7 @@ def evaluate(
                 f"{list(pipe.input_shape)}"
             )
         t0 = time.perf_counter()
-        result = evaluate_model(pipe.model, data, pipe.preprocess, batch_size)
+        result = evaluate_model(pipe.runner, data, pipe.preprocess, batch_size)
         seconds = time.perf_counter() - t0
     except (ValueError, DatasetNotFoundError, CheckpointError) as e:
         fail(str(e), as_json=as_json)

@@ -11,6 +11,7 @@ from torch import nn
 
 from spikeformer.checkpoint import Manifest, load_checkpoint
 from spikeformer.data.transforms import Preprocess
+from spikeformer.runtime import Runner
 
 __all__ = ["Pipeline", "load_pipeline"]
 
@@ -25,10 +26,13 @@ class Pipeline:
         preprocess: raw uint8 pixels -> normalised float ``[N, C, H, W]``.
     """
 
-    model: nn.Module
+    runner: Runner
     manifest: Manifest
     preprocess: Preprocess
-    batch_size: int = 256
+
+    @property
+    def model(self) -> nn.Module:
+        return self.runner.model
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -46,18 +50,19 @@ class Pipeline:
     def predict_logits(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw uint8 images ``[N, H, W]`` (single channel) or ``[N, C, H, W]`` -> logits ``[N, classes]`` (float32)."""
         x = self.preprocess(images)
-        out = []
-        with torch.inference_mode():
-            for chunk in x.split(self.batch_size):
-                out.append(self.model(chunk.to(self.device)).float().cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.manifest.class_names))
+        if len(x) == 0:
+            return torch.empty(0, len(self.manifest.class_names))
+        return self.runner.run(x)
 
     def predict(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw images -> class indices ``[N]``."""
         return self.predict_logits(images).argmax(1)
 
 
-def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
-    """Verify (sha256) and load a checkpoint folder; raises ``CheckpointError`` with a clear message otherwise."""
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Pipeline:
+    """Verify (sha256) and load a checkpoint folder; raises ``CheckpointError`` with a clear message otherwise.
+
+    ``device`` and ``precision`` configure the ``Runner`` (see ``spikeformer.runtime``).
+    """
     model, manifest = load_checkpoint(path, map_location=device)
-    return Pipeline(model=model, manifest=manifest, preprocess=manifest.preprocess)
+    return Pipeline(runner=Runner(model, device, precision), manifest=manifest, preprocess=manifest.preprocess)

@@ -181,8 +181,20 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no images.*accepted extensions: .png, .jpg, .jpeg, .bmp"):
         load_image_folder(tmp_path)
     _png(tmp_path / "a" / "x.png", 1)
-    with pytest.raises(ValueError, match="no 'train'/'test' sub-folders"):
+    with pytest.raises(ValueError, match="no images"):  # one image per class: all of it is training data
         load_image_folder(tmp_path, split="test")
+
+
+def test_unsplit_folder_is_split_every_fifth_image(tmp_path: Path) -> None:
+    for cls in ("a", "b"):
+        for i in range(10):
+            _png(tmp_path / cls / f"{i:02d}.png", 10 * i + (cls == "b"))
+    train = load_image_folder(tmp_path, split="train")
+    test = load_dataset(f"folder:{tmp_path}", split="test")
+    everything = load_dataset(f"folder:{tmp_path}", split=None)
+    assert (len(train), len(test), len(everything)) == (16, 4, 20)
+    assert sorted(int(x) for x in test.images[:, 0, 0, 0]) == [40, 41, 90, 91]
+    assert not set(train.images[:, 0, 0, 0].tolist()) & set(test.images[:, 0, 0, 0].tolist())
 
 
 def test_image_folder_mixed_sizes(tmp_path: Path) -> None:

@@ -310,8 +310,9 @@ def load_image_folder(
 
     If ``root/train`` or ``root/test`` is a directory, the folder is split: ``split`` picks
     ``root/<split>/<class>/...`` (``None`` means ``"train"``) and the classes are the union of the class
-    folders of both splits, so labels agree between splits. Otherwise ``split`` must be ``None`` or
-    ``"train"`` (the whole folder is the training data).
+    folders of both splits, so labels agree between splits. Otherwise the folder is split deterministically:
+    in each class (files sorted by name) every 5th image (positions 4, 9, ...) is ``"test"``, the rest ``"train"``;
+    ``None`` loads every image.
 
     Args:
         root: The folder.
@@ -355,11 +356,6 @@ def load_image_folder(
             raise ValueError(f"{root} has split folders {present} but no {chosen!r} folder for split={split!r}")
         classes = sorted({d.name for s in split_dirs for d in _class_dirs(s)})
     else:
-        if split == "test":
-            raise ValueError(
-                f"split='test' requested but {root} has no 'train'/'test' sub-folders; "
-                "accepted for an unsplit folder: split=None or 'train'"
-            )
         folder = root
         classes = [d.name for d in _class_dirs(root)]
     if not classes:
@@ -373,6 +369,8 @@ def load_image_folder(
         class_dir = folder / name
         if class_dir.is_dir():
             found = _image_files(class_dir)
+            if not split_dirs and split is not None:
+                found = [f for i, f in enumerate(found) if (i % 5 == 4) == (split == "test")]
             files.extend(found)
             labels.extend([label] * len(found))
     if not files:
@@ -421,13 +419,13 @@ def _unknown_name(name: str) -> ValueError:
     )
 
 
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None) -> ArrayDataset:
+def load_dataset(name: str, split: str | None = "train", root: str | Path | None = None) -> ArrayDataset:
     """Load a dataset by name.
 
     Args:
         name: ``"fashion-mnist"``, ``"digits"``, ``"folder:<path>"`` or ``"folder"`` (with ``root``).
             Case and ``_``/``-`` are ignored in the name (not in the path).
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"`` or ``"test"``; an image folder also takes ``None`` (every image).
         root: Data directory: for Fashion-MNIST see :func:`load_fashion_mnist`; the folder for ``"folder"``;
             must be ``None`` for ``"digits"`` (bundled with scikit-learn).
 
@@ -440,7 +438,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         DatasetNotFoundError: The data files are missing.
     """
     key = _normalise_name(name)
-    _check_split(split)
+    if split is not None or not key.startswith("folder"):
+        _check_split(split)
     if key in ("fashion-mnist", "fashionmnist"):
         return load_fashion_mnist(split, root=root)
     if key == "digits":

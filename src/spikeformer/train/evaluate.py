@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from spikeformer.data import ArrayDataset, Preprocess, iterate_batches
+from spikeformer.runtime import Runner
 
 __all__ = ["EvalResult", "evaluate_model", "plot_confusion"]
 
@@ -36,7 +37,7 @@ class EvalResult:
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: nn.Module | Runner,
     dataset: ArrayDataset,
     preprocess: Preprocess,
     batch_size: int = 500,
@@ -44,15 +45,26 @@ def evaluate_model(
     device: torch.device | str = "cpu",
     progress: Any = None,
 ) -> EvalResult:
-    """Run ``model`` over ``dataset`` in eval mode (float32 unless ``amp``); ``progress(n)`` is called per batch."""
-    model.eval()
+    """Run ``model`` (or a ``Runner``) over ``dataset`` in eval mode; ``progress(n)`` is called per batch.
+
+    A bare module runs in float32 unless ``amp``; a ``Runner`` uses its own device and precision.
+    """
+    if isinstance(model, Runner):
+        predict = model.run
+    else:
+        model.eval()
+        device = torch.device(device)
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                return model(x.to(device)).float().cpu()
+
     k = len(dataset.classes)
     confusion = torch.zeros(k, k, dtype=torch.long)
     loss_sum, preds = 0.0, []
-    device = torch.device(device)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.inference_mode():
         for x, y in iterate_batches(dataset, batch_size, preprocess=preprocess):
-            logits = model(x.to(device)).float().cpu()
+            logits = predict(x)
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             p = logits.argmax(1)
             preds.extend(p.tolist())

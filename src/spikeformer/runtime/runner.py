@@ -1,0 +1,97 @@
+"""``Runner``: the one inference path (CLI, profiler timings, service and worker all call it).
+
+It owns a model in eval mode on one device and runs batches of preprocessed inputs ``[B, C, H, W]`` (or encoded
+``[T, B, C, H, W]``) under ``torch.inference_mode``, optionally in bfloat16 autocast, in chunks of at most
+``max_batch_size``. ``run_with_stats`` also counts the spikes each sample emitted (all neurons, all time steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from spikeformer.nn.neuron import BaseNeuron
+
+__all__ = ["Runner", "RunStats", "PRECISIONS"]
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@dataclass
+class RunStats:
+    """Per-sample spike counts ``[B]`` (int64) of one ``run_with_stats`` call."""
+
+    spikes: torch.Tensor
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx" in str(torch.backends.cpu.get_cpu_capability()).lower()
+    except Exception:  # noqa: BLE001 - capability probing must never break inference
+        return False
+
+
+class Runner:
+    """Run a model for inference.
+
+    Args:
+        model: a spiking model taking ``[B, C, H, W]`` and returning logits ``[B, classes]``.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not);
+            ``auto`` = bf16 on CUDA and on CPUs with AMX, else fp32.
+        max_batch_size: larger inputs are split into chunks of this size.
+    """
+
+    def __init__(
+        self, model: nn.Module, device: str | torch.device = "cpu", precision: str = "fp32", max_batch_size: int = 256
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; accepted: {PRECISIONS}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
+        self.model = model.to(self.device).eval()
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
+        self.precision = precision
+        self.max_batch_size = max_batch_size
+        self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron)]
+
+    @property
+    def backend(self) -> str:
+        """A short name for metrics and responses, e.g. ``cpu-fp32``."""
+        return f"{self.device.type}-{self.precision}"
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model(x.to(self.device, non_blocking=True)).float()
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, classes]`` (float32, on the CPU)."""
+        with torch.inference_mode():
+            return torch.cat([self._forward(c).cpu() for c in x.split(self.max_batch_size, dim=x.ndim - 4)])
+
+    def run_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, RunStats]:
+        """Logits and per-sample spike counts, from forward hooks on every neuron (outputs unchanged)."""
+        batch_dim = x.ndim - 4  # 0 for [B, C, H, W], 1 for [T, B, C, H, W]
+        logits, spikes = [], []
+        for chunk in x.split(self.max_batch_size, dim=batch_dim):
+            counts = torch.zeros(chunk.shape[batch_dim], dtype=torch.float64, device=self.device)
+
+            def hook(_m: nn.Module, _i: tuple, out: torch.Tensor, counts: torch.Tensor = counts) -> None:
+                # neuron outputs are [T, B, ...] in multi-step mode: sum everything but the batch axis
+                counts.add_(out.detach().flatten(2).sum(dim=(0, 2), dtype=torch.float64))
+
+            handles = [n.register_forward_hook(hook) for n in self._neurons]
+            try:
+                with torch.inference_mode():
+                    logits.append(self._forward(chunk).cpu())
+            finally:
+                for h in handles:
+                    h.remove()
+            spikes.append(counts.round().long().cpu())
+        return torch.cat(logits), RunStats(spikes=torch.cat(spikes))

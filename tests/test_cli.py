@@ -1,0 +1,120 @@
+"""The command line: exit codes, --json output and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from spikeformer.cli import app
+
+runner = CliRunner()
+
+
+def _json(result) -> dict:
+    lines = [x for x in result.stdout.splitlines() if x.strip()]
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+def test_demo_json_is_one_object():
+    r = runner.invoke(app, ["demo", "--model", "spikformer-2-384", "--json"])
+    assert r.exit_code == 0
+    d = _json(r)
+    assert d["logits_shape"] == [2, 10] and d["parameters"] > 5_000_000
+
+
+def test_models_list_json():
+    d = _json(runner.invoke(app, ["models", "list", "sdt-*", "--json"]))
+    assert [m["name"] for m in d["models"]] == ["sdt-8-384", "sdt-8-512", "sdt-8-768"]
+
+
+def test_verify_intact_and_altered_checkpoint(tiny_checkpoint):
+    ok = runner.invoke(app, ["models", "verify", str(tiny_checkpoint), "--json"])
+    assert ok.exit_code == 0 and _json(ok)["ok"] is True
+    w = tiny_checkpoint / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    w.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["models", "verify", str(tiny_checkpoint), "--json"])
+    assert bad.exit_code == 1 and "sha256" in _json(bad)["error"]
+
+
+def test_verify_manifest_missing_field(tiny_checkpoint):
+    path = tiny_checkpoint / "manifest.json"
+    d = json.loads(path.read_text())
+    del d["sha256"]
+    path.write_text(json.dumps(d))
+    r = runner.invoke(app, ["models", "verify", str(tiny_checkpoint)])
+    assert r.exit_code == 1 and "sha256" in r.stderr
+
+
+def test_evaluate_small_slice_writes_confusion_png(tiny_checkpoint, tmp_path):
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--dataset",
+            "fashion-mnist",
+            "--limit",
+            "50",
+            "--output",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.stderr
+    d = _json(r)
+    assert d["num_samples"] == 50 and 0 <= d["top1"] <= 1 and len(d["per_class"]) == 10
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--dataset", "imagenet-22k"], "unknown dataset"),
+        (["--dataset", "digits"], "[1, 8, 8]"),  # wrong image size for a 28x28 model
+    ],
+)
+def test_evaluate_bad_input(tiny_checkpoint, args, needle):
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(tiny_checkpoint), *args])
+    assert r.exit_code != 0
+    assert needle.lower() in r.stderr.lower()
+    assert "Traceback" not in r.stderr
+
+
+def test_empty_image_folder_is_refused(tmp_path, tiny_checkpoint):
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    r = runner.invoke(
+        app, ["evaluate", "--checkpoint", str(tiny_checkpoint), "--dataset", f"folder:{tmp_path / 'empty'}"]
+    )
+    assert r.exit_code != 0 and "no images" in r.stderr.lower() or "empty" in r.stderr.lower()
+
+
+def test_image_folder_with_wrong_size(tmp_path, tiny_checkpoint):
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp_path / "imgs" / cls / "x.png")
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--dataset",
+            f"folder:{tmp_path / 'imgs'}",
+            "--split",
+            "all",
+        ],
+    )
+    assert r.exit_code != 0 and "[1, 28, 28]" in r.stderr
+
+
+def test_train_unknown_dataset_and_missing_checkpoint(tmp_path):
+    r = runner.invoke(app, ["train", "--dataset", "mnist-9", "--output", str(tmp_path / "x"), "--json"])
+    assert r.exit_code != 0 and "unknown" in _json(r)["error"]
+    r = runner.invoke(app, ["models", "verify", str(tmp_path / "nothing")])
+    assert r.exit_code == 1 and "does not exist" in r.stderr
