@@ -109,6 +109,187 @@ def demo(
         console.print(f"{k:>14}: {v}", highlight=False)
 
 
+keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
+db_app = typer.Typer(help="Database: migrations and operations.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _database(url: str | None):
+    from spikeformer.store import Database
+
+    return Database(url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model_repository: Annotated[str | None, typer.Option(help="Folder of <model>/<version>/ checkpoints.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite under ./var).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    log_level: str = "info",
+) -> None:
+    """Start the inference service (Open Inference Protocol, /v1/classify, /metrics, OpenAPI at /docs)."""
+    import logging
+
+    import uvicorn
+
+    from spikeformer.serve.app import create_app
+    from spikeformer.serve.settings import ServiceSettings
+    from spikeformer.store import SchemaOutOfDateError
+
+    overrides = {"host": host, "port": port, "device": device}
+    if model_repository:
+        overrides["model_repository"] = model_repository
+    if database_url:
+        overrides["database_url"] = database_url
+    try:
+        settings = ServiceSettings(**overrides)
+    except ValueError as e:
+        fail(f"invalid service settings: {e}")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _database(settings.database_url).ensure_ready(auto_migrate=None)
+    except SchemaOutOfDateError as e:
+        fail(str(e))
+    except Exception:  # noqa: BLE001 - an unreachable database is handled by the service (degraded mode)
+        pass
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
+
+
+@app.command()
+def worker(
+    model_repository: Annotated[str | None, typer.Option(help="Folder of <model>/<version>/ checkpoints.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite under ./var).")] = None,
+    lease: Annotated[float, typer.Option(help="Job lease in seconds.")] = 30.0,
+    chunk_size: Annotated[int, typer.Option(min=1)] = 64,
+    max_jobs: Annotated[int | None, typer.Option(help="Stop after N jobs.")] = None,
+    idle_exit: Annotated[float | None, typer.Option(help="Stop after being idle this many seconds.")] = None,
+) -> None:
+    """Run the batch worker: claim queued jobs, run them, write results once."""
+    import logging
+
+    from spikeformer.serve.settings import ServiceSettings
+    from spikeformer.serve.worker import Worker, WorkerOptions
+    from spikeformer.store import StoreError
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {}
+    if model_repository:
+        overrides["model_repository"] = model_repository
+    if database_url:
+        overrides["database_url"] = database_url
+    w = Worker(
+        ServiceSettings(**overrides),
+        WorkerOptions(lease_s=lease, chunk_size=chunk_size, max_jobs=max_jobs, idle_exit_s=idle_exit),
+    )
+    w.install_signal_handlers()
+    try:
+        done = w.run()
+    except StoreError as e:
+        fail(str(e))
+    console.print(f"worker {w.worker_id} finished {done} job(s)", highlight=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option("--scope", help="admin, infer or alerts (repeatable).")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    database_url: str | None = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; the key is printed once and only its hash is stored."""
+    from spikeformer.store import ApiKeyRepository, StoreError
+
+    try:
+        db = _database(database_url)
+        db.ensure_ready(auto_migrate=None)
+        with db.session() as s:
+            key, row = ApiKeyRepository(s).create(name or "cli", scope)
+            info = {"key": key, "id": row.id, "scopes": row.scope_list, "name": row.name}
+    except (StoreError, ValueError) as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        _emit_json(info)
+    else:
+        console.print(
+            f"created key {info['id']} with scopes {', '.join(info['scopes'])}; store it now, it is not shown again:",
+            highlight=False,
+        )
+        print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument()], database_url: str | None = None) -> None:
+    """Revoke an API key by id."""
+    from spikeformer.store import ApiKeyRepository, StoreError
+
+    try:
+        with _database(database_url).session() as s:
+            ok = ApiKeyRepository(s).revoke(key_id)
+    except StoreError as e:
+        fail(str(e))
+    if not ok:
+        fail(f"no API key with id {key_id}", code=1)
+    console.print(f"revoked key {key_id}")
+
+
+@app.command()
+def maintenance(
+    mode: Annotated[str, typer.Argument(help="on or off")],
+    message: Annotated[str, typer.Option(help="Shown to clients while inference is paused.")] = "",
+    database_url: str | None = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Maintenance mode: inference answers 503 with Retry-After and the message; liveness stays 200."""
+    import datetime as dt
+
+    from spikeformer.store import SettingsRepository, StoreError
+
+    if mode not in ("on", "off"):
+        fail(f"mode must be 'on' or 'off', got {mode!r}", as_json=as_json)
+    value = {
+        "enabled": mode == "on",
+        "message": message,
+        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        db = _database(database_url)
+        db.ensure_ready(auto_migrate=None)
+        with db.session() as s:
+            SettingsRepository(s).set("maintenance", value)
+    except StoreError as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        _emit_json(value)
+    else:
+        console.print(f"maintenance mode {mode}" + (f": {message}" if message else ""), highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: str | None = None, as_json: JsonFlag = False) -> None:
+    """Apply the database migrations (SQLite or PostgreSQL via SPIKEFORMER_DATABASE_URL)."""
+    from spikeformer.store import StoreError
+
+    try:
+        db = _database(database_url)
+        db.upgrade()
+        rev = db.current_revision()
+    except StoreError as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        _emit_json({"ok": True, "revision": rev})
+    else:
+        console.print(f"database at revision {rev}", highlight=False)
+
+
 def _parse_args(pairs: list[str]) -> dict:
     """``["embed_dim=128", "pool_stages=[false,true,true,false]"]`` -> dict; values are JSON, else strings."""
     out = {}

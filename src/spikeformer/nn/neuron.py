@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from spikeformer.functional.fused import SURROGATE_GRADS, fused_multistep
 from spikeformer.functional.neuron import fire_and_reset, if_charge, lif_charge
 from spikeformer.nn.base import StatefulModule
 from spikeformer.nn.surrogate import Sigmoid, Surrogate
@@ -34,7 +35,26 @@ def _torch_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -
     return torch.stack(out), v
 
 
+def _fused_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One autograd node for all steps (``spikeformer.functional.fused``); PLIF's learnable tau uses the reference."""
+    if isinstance(neuron, PLIF) or neuron.surrogate.name not in SURROGATE_GRADS:
+        return _torch_multistep(neuron, x_seq, v)
+    decay = 1.0 / neuron.tau if isinstance(neuron, LIF) else None
+    return fused_multistep(
+        x_seq,
+        v,
+        decay,
+        getattr(neuron, "decay_input", True),
+        neuron.v_threshold,
+        neuron.v_reset,
+        neuron.detach_reset,
+        neuron.surrogate.name,
+        neuron.surrogate.alpha,
+    )
+
+
 NEURON_BACKENDS["torch"] = _torch_multistep
+NEURON_BACKENDS["fused"] = _fused_multistep
 
 
 class BaseNeuron(StatefulModule):

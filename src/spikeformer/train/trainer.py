@@ -216,6 +216,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
+    log_every = max(1, steps_per_epoch // 10) if progress and main and not sys.stderr.isatty() else 0
     bar = Progress(*columns, console=Console(stderr=True), disable=not (progress and main), transient=False)
     training_meta = {
         "config": cfg.to_dict(),
@@ -273,6 +274,12 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
                 bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
+                if log_every and seen // len(y) % log_every == 0:  # no live bar in logs: a line every 10 %
+                    print(
+                        f"epoch {epoch + 1} step {seen // len(y)}/{steps_per_epoch} loss {loss.item():.4f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             bar.remove_task(task)
             if world > 1:
                 stats = torch.stack([loss_sum, correct, torch.tensor(float(seen), device=device)])
