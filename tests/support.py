@@ -13,3 +13,94 @@ def tiny_model(**overrides) -> torch.nn.Module:
     """An untrained 28x28 single-channel Spikformer small enough for CPU tests."""
     torch.manual_seed(0)
     return spikeformer.create_model("spikformer-4-384", **{**TINY, **overrides}).eval()
+
+
+def make_repository(root):
+    """A model repository: ``tiny/1`` and ``tiny/2`` intact, ``tiny/3`` with an altered weights file."""
+    from spikeformer.checkpoint import save_checkpoint
+    from spikeformer.data import FASHION_MNIST_CLASSES, Preprocess
+
+    pre = Preprocess.for_dataset("fashion-mnist")
+    for v in ("1", "2", "3"):
+        save_checkpoint(
+            tiny_model(), root / "tiny" / v, pre, list(FASHION_MNIST_CLASSES), "fashion-mnist", {"top1": 0.1}
+        )
+    w = root / "tiny" / "3" / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-3] ^= 0x01
+    w.write_bytes(bytes(data))
+    return root
+
+
+def make_settings(repository, db_url: str, **kw):
+    """Service settings for tests: short delays, the tiny model required."""
+    from spikeformer.serve.settings import ServiceSettings
+
+    return ServiceSettings(
+        model_repository=repository,
+        database_url=db_url,
+        required_models=["tiny"],
+        max_queue_delay_ms=2,
+        record_flush_interval_s=0.1,
+        settings_poll_interval_s=0.1,
+        **kw,
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(repository, db_url: str, **env_settings):
+    """``spikeformer serve`` as a subprocess on a free loopback port; returns ``(process, url)`` once ready."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "SPIKEFORMER_REQUIRED_MODELS": '["tiny"]',
+        **{f"SPIKEFORMER_{k.upper()}": str(v) for k, v in env_settings.items()},
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spikeformer.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--model-repository",
+            str(repository),
+            "--database-url",
+            db_url,
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stdout.read()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the server did not become ready within 60 s")

@@ -150,7 +150,7 @@ def serve(
         fail(f"invalid service settings: {e}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        _database(settings.database_url).ensure_ready(auto_migrate=None)
+        _database(settings.database_url).ensure_ready()
     except SchemaOutOfDateError as e:
         fail(str(e))
     except Exception:  # noqa: BLE001 - an unreachable database is handled by the service (degraded mode)
@@ -210,7 +210,7 @@ def keys_create(
 
     try:
         db = _database(database_url)
-        db.ensure_ready(auto_migrate=None)
+        db.ensure_ready()
         with db.session() as s:
             key, row = ApiKeyRepository(s).create(name or "cli", scope)
             info = {"key": key, "id": row.id, "scopes": row.scope_list, "name": row.name}
@@ -262,7 +262,7 @@ def maintenance(
     }
     try:
         db = _database(database_url)
-        db.ensure_ready(auto_migrate=None)
+        db.ensure_ready()
         with db.session() as s:
             SettingsRepository(s).set("maintenance", value)
     except StoreError as e:

@@ -1,0 +1,236 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Start-up opens the database (SQLite is created and migrated on first use; PostgreSQL must be migrated with
+``spikeformer db upgrade`` or the service refuses to start), verifies and loads the model repository, and starts the
+batchers and the record writer. Shutdown (SIGTERM under uvicorn) stops accepting, lets in-flight requests finish,
+drains the batch queues and flushes the inference records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from spikeformer import __version__
+from spikeformer.serve import metrics
+from spikeformer.serve.api import admin, classify, jobs, oip
+from spikeformer.serve.errors import ServiceError
+from spikeformer.serve.model_repository import ModelRepository
+from spikeformer.serve.records import RecordBuffer
+from spikeformer.serve.services.inference import InferenceService, Maintenance
+from spikeformer.serve.settings import ServiceSettings
+from spikeformer.serve.state import ServiceState
+from spikeformer.store import (
+    Database,
+    DatabaseUnavailableError,
+    InferenceRecordRepository,
+    JobRepository,
+    ModelVersionRepository,
+    SettingsRepository,
+    StoreError,
+)
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("spikeformer.serve")
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes (by Content-Length, or counted while streaming)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await _send_json(
+                send, 413, {"error": f"request body is {int(length)} bytes; the limit is {self.limit}"}
+            )
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            return await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            return await _send_json(send, 413, {"error": f"request body exceeds the limit of {self.limit} bytes"})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def _write_records(db: Database):
+    def write(records: list[dict]) -> None:
+        with db.session() as s:
+            InferenceRecordRepository(s).add_many(records)
+
+    return write
+
+
+def _sync_model_versions(state: ServiceState) -> None:
+    """Best effort: mirror the repository's versions into the model_versions table."""
+    try:
+        with state.db.session() as s:
+            repo = ModelVersionRepository(s)
+            for mv in state.repo.all_versions():
+                repo.upsert(
+                    mv.name,
+                    mv.version,
+                    str(mv.path),
+                    mv.manifest.sha256 if mv.manifest else "",
+                    "ready" if mv.ready else mv.status,
+                    error=mv.error,
+                    required=mv.name in state.required_models,
+                )
+    except StoreError as e:
+        log.warning("could not record model versions in the database: %s", e)
+
+
+async def _poll_settings(state: ServiceState) -> None:
+    """Re-read maintenance mode and job counts so changes made by the CLI reach every replica."""
+    loop = asyncio.get_running_loop()
+
+    def read():
+        with state.db.session() as s:
+            m = SettingsRepository(s).get("maintenance")
+            counts = JobRepository(s).count_by_status()
+        return m, counts
+
+    while True:
+        try:
+            m, counts = await loop.run_in_executor(None, read)
+            if isinstance(m, dict):
+                state.inference.maintenance = Maintenance(
+                    bool(m.get("enabled")), str(m.get("message", "")), m.get("since")
+                )
+            for st in ("queued", "running", "done", "failed"):
+                metrics.JOBS.labels(st).set(counts.get(st, 0))
+        except StoreError:
+            pass  # the record writer reports the outage; keep the last known state
+        metrics.MAINTENANCE.set(1 if state.inference.maintenance.enabled else 0)
+        await asyncio.sleep(state.settings.settings_poll_interval_s)
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the service. Nothing is loaded until the application starts (lifespan)."""
+    settings = settings or ServiceSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        db = Database(settings.database_url)
+        try:
+            db.ensure_ready()
+            metrics.DB_UP.set(1)
+        except DatabaseUnavailableError as e:
+            log.error("database unavailable at start-up, serving degraded (records are buffered): %s", e)
+            metrics.DB_UP.set(0)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        records = RecordBuffer(_write_records(db), settings.record_buffer_size, settings.record_flush_interval_s)
+        inference = InferenceService(
+            repo=None,
+            settings=settings,
+            records=records,
+            executor=executor,  # type: ignore[arg-type]
+            loop=asyncio.get_running_loop(),
+        )
+        repo = ModelRepository(
+            settings.model_repository,
+            settings.device,
+            settings.precision,
+            on_load=inference.attach,
+            on_unload=inference.detach,
+        )
+        inference.repo = repo
+        state = ServiceState(settings, db, repo, records, inference, started_at=time.time())
+        app.state.svc = state
+        await asyncio.get_running_loop().run_in_executor(None, repo.load_all)
+        for mv in repo.all_versions():
+            if mv.ready:
+                inference.batchers[(mv.name, mv.version)].start()
+        _sync_model_versions(state)
+        records.start()
+        poller = asyncio.get_running_loop().create_task(_poll_settings(state))
+        log.info(
+            "spikeformer %s serving %d model version(s) from %s",
+            __version__,
+            len(repo.all_versions()),
+            settings.model_repository,
+        )
+        try:
+            yield
+        finally:
+            poller.cancel()
+            await inference.stop()
+            await asyncio.get_running_loop().run_in_executor(None, records.stop, settings.shutdown_timeout_s)
+            executor.shutdown(wait=True)
+            db.dispose()
+
+    app = FastAPI(
+        title="spikeformer",
+        version=__version__,
+        lifespan=lifespan,
+        description="Spiking transformer inference (Open Inference Protocol / KServe V2) and operations.",
+    )
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for module in (oip, classify, admin, jobs):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    return app

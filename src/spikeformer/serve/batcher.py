@@ -1,0 +1,163 @@
+"""Dynamic batching: requests wait up to ``max_delay`` for others, then run as one batch off the event loop.
+
+A bounded queue (``capacity`` requests) rejects new work with ``QueueFullError`` instead of growing without limit;
+the service turns that into 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import torch
+
+from spikeformer.serve import metrics
+
+__all__ = ["DynamicBatcher", "QueueFullError", "BatchResult"]
+
+
+class QueueFullError(RuntimeError):
+    """The batch queue is full: the caller should retry later."""
+
+
+@dataclass
+class BatchResult:
+    """What one request gets back: its rows of the batch output and the timings of its batch."""
+
+    logits: torch.Tensor
+    spikes: torch.Tensor
+    queue_s: float
+    compute_s: float
+    batch_size: int
+
+
+@dataclass
+class _Item:
+    x: torch.Tensor
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher:
+    """Collects requests for one model version and runs them in batches.
+
+    Args:
+        run: ``[N, C, H, W] -> (logits [N, K], spikes [N])``, called in ``executor`` (never on the event loop).
+        executor: a thread pool (torch releases the GIL inside kernels).
+        max_batch_size: most images per executed batch (a single larger request runs alone).
+        max_delay_s: how long the first request of a batch waits for company (0 with ``enabled=False``).
+        capacity: most requests waiting; beyond it ``submit`` raises ``QueueFullError``.
+        label: model label for metrics.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        executor: Executor,
+        max_batch_size: int,
+        max_delay_s: float,
+        capacity: int,
+        label: str,
+        enabled: bool = True,
+    ) -> None:
+        self._run = run
+        self._executor = executor
+        self.max_batch_size = max_batch_size if enabled else 1
+        self.max_delay_s = max_delay_s if enabled else 0.0
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=capacity)
+        self._label = label
+        self._task: asyncio.Task | None = None
+        self._pending: _Item | None = None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self._label}")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued (up to ``timeout``), then stop."""
+        if self._task is None:
+            return
+        deadline = time.perf_counter() + timeout
+        while (self._queue.qsize() or self._pending) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(QueueFullError("the model is shutting down"))
+
+    async def submit(self, x: torch.Tensor) -> BatchResult:
+        """Queue ``x [n, C, H, W]`` and wait for its result."""
+        item = _Item(x, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            raise QueueFullError(f"the queue of {self._label} is full ({self._queue.maxsize} requests)") from None
+        metrics.QUEUE_DEPTH.labels(self._label).set(self._queue.qsize())
+        return await item.future
+
+    async def _collect(self) -> list[_Item]:
+        first = self._pending or await self._queue.get()
+        self._pending = None
+        batch, size = [first], len(first.x)
+        deadline = first.enqueued + self.max_delay_s
+        while size < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            try:
+                item = (
+                    self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                )
+            except (asyncio.QueueEmpty, TimeoutError):
+                break
+            if size + len(item.x) > self.max_batch_size:
+                self._pending = item  # starts the next batch
+                break
+            batch.append(item)
+            size += len(item.x)
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            metrics.QUEUE_DEPTH.labels(self._label).set(self._queue.qsize())
+            live = [b for b in batch if not b.future.done()]  # timed-out requests are skipped
+            if not live:
+                continue
+            x = torch.cat([b.x for b in live])
+            start = time.perf_counter()
+            try:
+                logits, spikes = await loop.run_in_executor(self._executor, self._run, x)
+            except Exception as e:  # noqa: BLE001 - delivered to every waiting request
+                for b in live:
+                    if not b.future.done():
+                        b.future.set_exception(e)
+                continue
+            compute = time.perf_counter() - start
+            metrics.BATCH_SIZE.labels(self._label).observe(len(x))
+            metrics.COMPUTE_LATENCY.labels(self._label).observe(compute)
+            offset = 0
+            for b in live:
+                n = len(b.x)
+                if not b.future.done():
+                    b.future.set_result(
+                        BatchResult(
+                            logits[offset : offset + n],
+                            spikes[offset : offset + n],
+                            start - b.enqueued,
+                            compute,
+                            len(x),
+                        )
+                    )
+                offset += n

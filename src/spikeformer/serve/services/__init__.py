@@ -1,0 +1,1 @@
+"""Service logic (no HTTP objects here)."""

@@ -1,0 +1,273 @@
+"""Inference logic: validate, batch, run, answer, record. Routes call this; it never sees HTTP objects."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikeformer.serve import metrics
+from spikeformer.serve.batcher import BatchResult, DynamicBatcher, QueueFullError
+from spikeformer.serve.errors import ServiceError, bad_request, not_found, timeout, unavailable
+from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository, ModelVersion
+from spikeformer.serve.records import RecordBuffer
+from spikeformer.serve.services.tensors import parse_input_tensor, requested_outputs
+from spikeformer.serve.settings import ServiceSettings
+
+__all__ = ["InferenceService", "Maintenance", "EnergyEstimate"]
+
+
+@dataclass
+class Maintenance:
+    """Maintenance mode as last read from the database (or set through the admin API)."""
+
+    enabled: bool = False
+    message: str = ""
+    since: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "message": self.message, "since": self.since}
+
+
+@dataclass
+class EnergyEstimate:
+    """Energy per image measured by the profiler on the checkpoint's sample images when the version loaded.
+
+    A request's estimate scales ``joules_per_image`` by its spike count relative to ``spikes_per_image`` (the
+    synaptic operations, which dominate the 45 nm model, grow with the spikes).
+    """
+
+    hardware: str
+    joules_per_image: float
+    spikes_per_image: float
+    assumption: str = ""
+
+    def for_spikes(self, spikes: float) -> float:
+        if self.spikes_per_image <= 0:
+            return self.joules_per_image
+        return self.joules_per_image * spikes / self.spikes_per_image
+
+
+@dataclass
+class InferenceService:
+    repo: ModelRepository
+    settings: ServiceSettings
+    records: RecordBuffer
+    executor: ThreadPoolExecutor
+    maintenance: Maintenance = field(default_factory=Maintenance)
+    batchers: dict[tuple[str, str], DynamicBatcher] = field(default_factory=dict)
+    energy: dict[tuple[str, str], EnergyEstimate] = field(default_factory=dict)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ model lifecycle hooks
+    def attach(self, mv: ModelVersion) -> None:
+        """Create the batcher of a version that became ready (called from the repository, any thread)."""
+        runner = mv.pipeline.runner
+
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, stats = runner.run_with_stats(x)
+            return logits, stats.spikes
+
+        batcher = DynamicBatcher(
+            run,
+            self.executor,
+            self.settings.max_batch_size,
+            self.settings.max_queue_delay_ms / 1000,
+            self.settings.queue_capacity,
+            f"{mv.name}",
+            enabled=self.settings.dynamic_batching,
+        )
+        self.batchers[(mv.name, mv.version)] = batcher
+        metrics.BACKEND_UP.labels(runner.backend).set(1)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(batcher.start)
+
+    def detach(self, mv: ModelVersion) -> None:
+        batcher = self.batchers.pop((mv.name, mv.version), None)
+        if batcher is not None and self.loop is not None:
+            asyncio.run_coroutine_threadsafe(batcher.stop(), self.loop)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(b.stop(self.settings.shutdown_timeout_s) for b in self.batchers.values()))
+
+    # ------------------------------------------------------------------ lookup
+    def resolve(self, name: str, version: str | None) -> ModelVersion:
+        try:
+            return self.repo.get(name, version)
+        except ModelNotFoundError as e:
+            raise not_found(str(e)) from None
+        except ModelNotReadyError as e:
+            raise unavailable(str(e), self.settings.retry_after_s) from None
+
+    def check_maintenance(self) -> None:
+        if self.maintenance.enabled:
+            raise unavailable(
+                f"maintenance mode: {self.maintenance.message or 'inference is paused'}", self.settings.retry_after_s
+            )
+
+    # ------------------------------------------------------------------ running
+    async def _run(self, mv: ModelVersion, x: torch.Tensor) -> BatchResult:
+        batcher = self.batchers.get((mv.name, mv.version))
+        if batcher is None:
+            raise unavailable(f"model {mv.name!r} version {mv.version!r} is not serving", self.settings.retry_after_s)
+        try:
+            return await asyncio.wait_for(batcher.submit(x), self.settings.request_timeout_s)
+        except QueueFullError as e:
+            raise ServiceError(
+                503, f"{e}; retry later", {"Retry-After": str(self.settings.retry_after_s)}, kind="rejected"
+            ) from None
+        except TimeoutError:
+            raise timeout(f"inference did not finish within {self.settings.request_timeout_s:g} s") from None
+
+    async def predict(self, name: str, version: str | None, make_input) -> tuple[ModelVersion, BatchResult, dict]:
+        """Common path of every inference endpoint: maintenance, lookup, input, batch, metrics, record.
+
+        ``make_input(mv) -> (x [B, C, H, W] preprocessed float, extra info dict)`` raises 400 errors itself.
+        """
+        start = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+        mv: ModelVersion | None = None
+        record: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "model": name,
+            "version": version or "",
+            "backend": "",
+            "batch_size": 0,
+        }
+        try:
+            self.check_maintenance()
+            mv = self.resolve(name, version)
+            record.update(version=mv.version, backend=mv.pipeline.runner.backend)
+            x, info = make_input(mv)
+            result = await self._run(mv, x)
+            spikes = result.spikes.double()
+            est = self.energy.get((mv.name, mv.version))
+            energy = [est.for_spikes(float(s)) for s in spikes] if est else None
+            latency = time.perf_counter() - start
+            metrics.REQUESTS.labels(mv.name, mv.version, "ok").inc()
+            metrics.LATENCY.labels(mv.name).observe(latency)
+            metrics.QUEUE_LATENCY.labels(mv.name).observe(result.queue_s)
+            for s in spikes.tolist():
+                metrics.SPIKES.labels(mv.name).observe(s)
+            for e in energy or []:
+                metrics.ENERGY.labels(mv.name).observe(e)
+            record.update(
+                status="ok",
+                http_status=200,
+                latency_ms=latency * 1e3,
+                queue_ms=result.queue_s * 1e3,
+                compute_ms=result.compute_s * 1e3,
+                batch_size=result.batch_size,
+                spikes=int(spikes.sum()),
+                energy_j=float(sum(energy)) if energy else None,
+            )
+            info.update(spikes=[int(s) for s in spikes.tolist()], energy=energy, estimate=est, latency_s=latency)
+            return mv, result, info
+        except ServiceError as e:
+            latency = time.perf_counter() - start
+            status = {"timeout": "timeout", "rejected": "rejected"}.get(e.kind, "error")
+            metrics.REQUESTS.labels(name, mv.version if mv else (version or ""), e.kind).inc()
+            if mv is not None:  # only attempts that reached a model are inference records
+                record.update(status=status, http_status=e.status, latency_ms=latency * 1e3, error=e.message[:500])
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            if "status" in record:
+                record["created_at"] = dt.datetime.now(dt.UTC)
+                self.records.add(record)
+
+    # ------------------------------------------------------------------ endpoints' logic
+    async def infer(self, name: str, version: str | None, body: Any) -> dict[str, Any]:
+        """Open Inference Protocol ``infer``."""
+        outputs = requested_outputs(body) if isinstance(body, dict) else None
+
+        def make_input(mv: ModelVersion):
+            x, dtype = parse_input_tensor(body, mv.pipeline.input_shape, self.settings.max_images_per_request)
+            if dtype == "UINT8":
+                x = mv.pipeline.preprocess(x)
+            return x, {}
+
+        mv, result, info = await self.predict(name, version, make_input)
+        logits = result.logits
+        out = []
+        for n in outputs or []:
+            if n == "logits":
+                out.append(
+                    {
+                        "name": "logits",
+                        "shape": list(logits.shape),
+                        "datatype": "FP32",
+                        "data": logits.flatten().tolist(),
+                    }
+                )
+            else:
+                out.append(
+                    {"name": "class", "shape": [len(logits)], "datatype": "INT64", "data": logits.argmax(1).tolist()}
+                )
+        response = {
+            "model_name": mv.name,
+            "model_version": mv.version,
+            "outputs": out,
+            "parameters": self._parameters(mv, result, info),
+        }
+        if isinstance(body, dict) and "id" in body:
+            response["id"] = body["id"]
+        return response
+
+    def _parameters(self, mv: ModelVersion, result: BatchResult, info: dict) -> dict[str, Any]:
+        est: EnergyEstimate | None = info.get("estimate")
+        p = {
+            "backend": mv.pipeline.runner.backend,
+            "spikes": info["spikes"],
+            "spikes_total": sum(info["spikes"]),
+            "batch_size": result.batch_size,
+            "queue_ms": round(result.queue_s * 1e3, 3),
+            "compute_ms": round(result.compute_s * 1e3, 3),
+        }
+        if est is not None:
+            p.update(energy_j=info["energy"], energy_model=est.hardware, energy_note=est.assumption)
+        return p
+
+    async def classify(self, name: str, version: str | None, data: bytes) -> dict[str, Any]:
+        """One PNG/JPEG image -> class, probabilities, spikes, energy."""
+
+        def make_input(mv: ModelVersion):
+            c, h, w = mv.pipeline.input_shape
+            try:
+                from PIL import Image, UnidentifiedImageError
+
+                img = Image.open(io.BytesIO(data))
+                img.load()
+            except (UnidentifiedImageError, OSError, ValueError):
+                raise bad_request("the upload is not a readable image; accepted: PNG or JPEG files") from None
+            if img.format not in ("PNG", "JPEG"):
+                raise bad_request(f"image format {img.format} is not accepted; accepted: PNG or JPEG")
+            original = img.size
+            img = img.convert("L" if c == 1 else "RGB")
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+            arr = arr[None, None] if c == 1 else arr.transpose(2, 0, 1)[None]
+            return mv.pipeline.preprocess(torch.from_numpy(arr.copy())), {"original_size": list(original)}
+
+        mv, result, info = await self.predict(name, version, make_input)
+        probs = torch.softmax(result.logits[0], 0)
+        k = int(probs.argmax())
+        names = mv.manifest.class_names
+        return {
+            "model_name": mv.name,
+            "model_version": mv.version,
+            "class_index": k,
+            "class_name": names[k] if k < len(names) else str(k),
+            "probabilities": {names[i] if i < len(names) else str(i): round(float(p), 6) for i, p in enumerate(probs)},
+            "original_size": info["original_size"],
+            "parameters": self._parameters(mv, result, info),
+        }
