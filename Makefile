@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench lint data clean
+.PHONY: setup run test bench lint data test-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,24 +17,35 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP) data
 
-# Fashion-MNIST comes from Debian's dataset-fashion-mnist; installed when we are root and it is missing.
-data:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+# Debian packages: Fashion-MNIST (dataset-fashion-mnist) for `make run`; the tests also need a PostgreSQL server.
+# Installed only when missing and when we are root; otherwise the commands that need them say how to get them.
+define apt_ensure
+	@missing=""; for pair in $(1); do pkg=$${pair%%:*}; path=$${pair#*:}; \
+	  ls $$path >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null \
-	    || echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST commands will say how to get it"; \
-	  else echo "note: Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; fi; \
+	    echo "installing Debian packages:$$missing"; export DEBIAN_FRONTEND=noninteractive; \
+	    (apt-get install -y -qq $$missing || (apt-get update -qq && apt-get install -y -qq $$missing)) >/dev/null; \
+	  else echo "note: missing Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
 	fi
+endef
 
+data:
+	$(call apt_ensure,dataset-fashion-mnist:/usr/share/datasets/fashion-mnist)
+
+test-deps:
+	$(call apt_ensure,dataset-fashion-mnist:/usr/share/datasets/fashion-mnist postgresql:/usr/lib/postgresql/*/bin/initdb)
+
+# The main job: the inference service with the bundled model (models/), SQLite under ./var, the CPU backend.
 run: setup
-	$(VENV)/bin/spikeformer demo
+	$(VENV)/bin/spikeformer serve --host 127.0.0.1 --port 8000
 
-test: setup
+test: setup test-deps
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/load.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
