@@ -467,6 +467,90 @@ def models_verify(
         console.print(f"OK {path}: {m.model_name}, sha256 {m.sha256}", highlight=False)
 
 
+@app.command()
+def profile(
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint folder (trained weights).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name instead (random weights).")] = None,
+    arg: Annotated[list[str], typer.Option("--arg", help="Override KEY=VALUE for --model (repeatable).")] = [],  # noqa: B006
+    dataset: Annotated[
+        str | None, typer.Option(help="Profile the first N test images of fashion-mnist, digits or folder:PATH.")
+    ] = None,
+    data_root: Annotated[str | None, typer.Option(help="Where the data set's files are.")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="N: images profiled (random ones without --dataset).")] = 4,
+    hardware: Annotated[
+        str, typer.Option(help="Comma-separated: cmos45nm, loihi, loihi2, spinnaker2, gpu-measured.")
+    ] = "cmos45nm,loihi,loihi2,spinnaker2",
+    integer_inputs: Annotated[
+        str, typer.Option(help="Integer non-binary inputs: accumulate (value n = n ACs) or mac.")
+    ] = "accumulate",
+    seed: Annotated[int, typer.Option(help="Seed of the random images.")] = 0,
+    output: Annotated[str, typer.Option(help="Folder for profile.json, firing_rates.png, energy.png.")] = "profile",
+    as_json: JsonFlag = False,
+) -> None:
+    """Count SOPs, MACs and spikes of one run; energy per inference by hardware model, next to the ANN."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    import spikeformer
+    from spikeformer.checkpoint import CheckpointError
+    from spikeformer.data import DatasetNotFoundError, load_dataset
+    from spikeformer.energy import get_hardware, plot_energy, plot_firing_rates
+    from spikeformer.energy import profile as profile_model
+
+    try:
+        if (checkpoint is None) == (model is None):
+            raise ValueError("give exactly one of --checkpoint PATH (trained weights) or --model NAME (random weights)")
+        names = [h.strip() for h in hardware.split(",") if h.strip()]
+        if not names:
+            raise ValueError("--hardware needs at least one name, e.g. cmos45nm,loihi")
+        models = [get_hardware(n) for n in names]
+        if checkpoint is not None:
+            if arg:
+                raise ValueError("--arg applies to --model only: a checkpoint's architecture is fixed")
+            pipe = spikeformer_load(checkpoint)
+            net, preprocess, shape = pipe.model, pipe.preprocess, tuple(pipe.input_shape)
+            weights = f"checkpoint {checkpoint}"
+        else:
+            net = spikeformer.create_model(model, **_parse_args(arg)).eval()
+            preprocess, shape = None, tuple(net.input_shape)
+            weights = f"{model}: RANDOM weights (untrained; firing rates and energy are not a trained network's)"
+            console.print(f"note: {weights}", highlight=False)
+        if dataset is not None:
+            images = load_dataset(dataset, "test", data_root).images[:samples]
+            if tuple(images.shape[1:]) != shape:
+                raise ValueError(
+                    f"the data set's images are {list(images.shape[1:])} (C, H, W); the model takes {list(shape)}"
+                )
+            inputs = f"first {len(images)} test images of {dataset}"
+        else:
+            rng = np.random.default_rng(seed)
+            images = torch.from_numpy(rng.integers(0, 256, size=(samples, *shape), dtype=np.uint8))
+            inputs = f"{samples} random uniform images (seed {seed})"
+        x = preprocess(images) if preprocess is not None else images.float() / 255.0
+        report = profile_model(net, x, integer_inputs=integer_inputs)
+        for hw in models:
+            if hw.measured:
+                report.add_measurement(hw.name, hw.measure(net, x))
+        folder = Path(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {
+            "json": str(folder / "profile.json"),
+            "firing_rates_png": str(plot_firing_rates(report, folder / "firing_rates.png")),
+            "energy_png": str(plot_energy(report, folder / "energy.png", models)),
+        }
+        result = {"ok": True, "weights": weights, "inputs": inputs, "files": files, **report.to_dict(models)}
+        Path(files["json"]).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    except (ValueError, RuntimeError, DatasetNotFoundError, CheckpointError) as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        _emit_json(result)
+        return
+    Console().print(report.table(models))
+    console.print(f"inputs: {inputs}; wrote {', '.join(files.values())}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
