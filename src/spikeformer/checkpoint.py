@@ -102,6 +102,18 @@ class Manifest:
     def preprocess(self) -> Preprocess:
         return Preprocess.from_dict(self.preprocessing)
 
+    def sample_images(self) -> tuple[torch.Tensor, list[int]] | None:
+        """The reference images carried in the manifest (uint8 ``[N, C, H, W]``) and their labels, if any."""
+        s = self.samples
+        if not s or "data_b64" not in s:
+            return None
+        import base64
+
+        import numpy as np
+
+        arr = np.frombuffer(base64.b64decode(s["data_b64"]), dtype=np.uint8).reshape(s["shape"])
+        return torch.from_numpy(arr.copy()), list(s["labels"])
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""

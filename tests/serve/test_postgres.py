@@ -74,23 +74,6 @@ def test_serve_refuses_an_unmigrated_postgres_and_says_how_to_fix_it(cluster, re
     Database(url).check_schema()
 
 
-def _pg_restart(cluster: PostgresCluster, port: int) -> None:
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={cluster.root} -c fsync=off"
-    cluster._run(
-        cluster.bindir / "pg_ctl",
-        "-D",
-        str(cluster.datadir),
-        "-l",
-        str(cluster.root / "server.log"),
-        "-o",
-        options,
-        "-w",
-        "-t",
-        "60",
-        "start",
-    )
-
-
 def test_outage_degrades_readiness_buffers_records_and_recovers(cluster, repository):
     url = cluster.create_database("outage")
     Database(url).upgrade()
@@ -98,8 +81,7 @@ def test_outage_degrades_readiness_buffers_records_and_recovers(cluster, reposit
     with TestClient(create_app(settings)) as client:
         assert client.post("/v2/models/tiny/infer", json=_body()).status_code == 200
         assert _wait(lambda: _count(url) == 1)
-        port = cluster.port
-        cluster._run(cluster.bindir / "pg_ctl", "-D", str(cluster.datadir), "-m", "fast", "-w", "stop")
+        cluster.stop_server("fast")
         try:
             for _ in range(5):
                 assert client.post("/v2/models/tiny/infer", json=_body()).status_code == 200  # inference goes on
@@ -109,7 +91,7 @@ def test_outage_degrades_readiness_buffers_records_and_recovers(cluster, reposit
             metrics = client.get("/metrics").text
             assert "spikeformer_records_buffered 5.0" in metrics and "spikeformer_database_up 0.0" in metrics
         finally:
-            _pg_restart(cluster, port)
+            cluster.start_server()
         assert _wait(lambda: client.get("/v2/health/ready").json()["database"] == "ok")
         assert _count(url) == 6  # nothing lost, nothing written twice
 
@@ -119,8 +101,7 @@ def test_record_buffer_overflow_is_counted_not_silent(cluster, repository):
     Database(url).upgrade()
     settings = make_settings(repository, url, record_buffer_size=10)
     with TestClient(create_app(settings)) as client:
-        port = cluster.port
-        cluster._run(cluster.bindir / "pg_ctl", "-D", str(cluster.datadir), "-m", "fast", "-w", "stop")
+        cluster.stop_server("fast")
         try:
             for _ in range(14):
                 assert client.post("/v2/models/tiny/infer", json=_body()).status_code == 200
@@ -128,5 +109,5 @@ def test_record_buffer_overflow_is_counted_not_silent(cluster, repository):
             assert body["records_buffered"] == 10 and body["records_dropped"] == 4
             assert "spikeformer_records_dropped_total 4.0" in client.get("/metrics").text
         finally:
-            _pg_restart(cluster, port)
+            cluster.start_server()
         assert _wait(lambda: _count(url) == 10)

@@ -51,9 +51,15 @@ def cpu_status() -> DeviceStatus:
 
     vm = psutil.virtual_memory()
     load1, load5, load15 = psutil.getloadavg()
-    st = DeviceStatus("cpu", "cpu", True, utilization_pct=psutil.cpu_percent(interval=0.1),
-                      memory_used_mb=(vm.total - vm.available) / 2**20, memory_total_mb=vm.total / 2**20,
-                      details={"load_1m": load1, "load_5m": load5, "load_15m": load15, "cores": os.cpu_count()})
+    st = DeviceStatus(
+        "cpu",
+        "cpu",
+        True,
+        utilization_pct=psutil.cpu_percent(interval=0.1),
+        memory_used_mb=(vm.total - vm.available) / 2**20,
+        memory_total_mb=vm.total / 2**20,
+        details={"load_1m": load1, "load_5m": load5, "load_15m": load15, "cores": os.cpu_count()},
+    )
     sensors = psutil.sensors_temperatures() if hasattr(psutil, "sensors_temperatures") else {}
     readings = [(name, t) for name, entries in sensors.items() for t in entries if t.current is not None]
     if readings:
@@ -68,8 +74,14 @@ def cpu_status() -> DeviceStatus:
 
 
 _THROTTLE_BITS = {
-    0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
-    0x10: "sync_boost", 0x20: "sw_thermal_slowdown", 0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown",
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
     0x100: "display_clock_setting",
 }
 
@@ -97,10 +109,12 @@ def cuda_status() -> list[DeviceStatus]:
                     return None
 
             st.temperature_c = read(pynvml.nvmlDeviceGetTemperature, pynvml.NVML_TEMPERATURE_GPU)
-            st.slowdown_temperature_c = read(pynvml.nvmlDeviceGetTemperatureThreshold,
-                                             pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)
-            st.shutdown_temperature_c = read(pynvml.nvmlDeviceGetTemperatureThreshold,
-                                             pynvml.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN)
+            st.slowdown_temperature_c = read(
+                pynvml.nvmlDeviceGetTemperatureThreshold, pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
+            )
+            st.shutdown_temperature_c = read(
+                pynvml.nvmlDeviceGetTemperatureThreshold, pynvml.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN
+            )
             st.power_w = read(pynvml.nvmlDeviceGetPowerUsage, scale=1e-3)  # NVML reports milliwatts
             st.power_limit_w = read(pynvml.nvmlDeviceGetEnforcedPowerLimit, scale=1e-3)
             try:
@@ -121,20 +135,35 @@ def loihi2_status() -> DeviceStatus:
     if importlib.util.find_spec("lava") is None:
         return DeviceStatus("loihi2", "loihi2", False, "Lava is not installed (the loihi2-emu backend still works)")
     if importlib.util.find_spec("lava.utils.loihi") is None:
-        return DeviceStatus("loihi2", "loihi2", False,
-                            "Intel's lava-loihi runtime is not installed (available to Intel NRC members only)")
-    return DeviceStatus("loihi2", "loihi2", True, "lava-loihi runtime found; no public temperature API",
-                        details={"partition": os.environ.get("PARTITION", "")})
+        return DeviceStatus(
+            "loihi2",
+            "loihi2",
+            False,
+            "Intel's lava-loihi runtime is not installed (available to Intel NRC members only)",
+        )
+    return DeviceStatus(
+        "loihi2",
+        "loihi2",
+        True,
+        "lava-loihi runtime found; no public temperature API",
+        details={"partition": os.environ.get("PARTITION", "")},
+    )
 
 
 def spinnaker_status() -> DeviceStatus:
     server = os.environ.get("SPALLOC_SERVER")
     config = Path.home() / ".spalloc"
     if not server and not config.is_file():
-        return DeviceStatus("spinnaker2", "spinnaker2", False,
-                            "no spalloc server configured (set SPALLOC_SERVER or write ~/.spalloc)")
-    return DeviceStatus("spinnaker2", "spinnaker2", True, f"spalloc server {server or 'from ~/.spalloc'}",
-                        details={"spalloc_server": server or str(config)})
+        return DeviceStatus(
+            "spinnaker2", "spinnaker2", False, "no spalloc server configured (set SPALLOC_SERVER or write ~/.spalloc)"
+        )
+    return DeviceStatus(
+        "spinnaker2",
+        "spinnaker2",
+        True,
+        f"spalloc server {server or 'from ~/.spalloc'}",
+        details={"spalloc_server": server or str(config)},
+    )
 
 
 def hardware_status() -> dict[str, Any]:

@@ -87,11 +87,16 @@ MAINTENANCE = Gauge("spikeformer_maintenance_mode", "1 while maintenance mode is
 
 # Hardware telemetry (real readings only: NVML for CUDA devices, the kernel's sensors for the CPU; never invented).
 DEVICE_TEMPERATURE = Gauge("spikeformer_device_temperature_celsius", "Device temperature.", ["device"])
-DEVICE_SLOWDOWN_TEMPERATURE = Gauge("spikeformer_device_slowdown_temperature_celsius",
-                                    "Temperature at which the device starts to slow itself down.", ["device"])
+DEVICE_SLOWDOWN_TEMPERATURE = Gauge(
+    "spikeformer_device_slowdown_temperature_celsius",
+    "Temperature at which the device starts to slow itself down.",
+    ["device"],
+)
 DEVICE_POWER = Gauge("spikeformer_device_power_watts", "Device power draw.", ["device"])
-THERMAL_THROTTLE = Gauge("spikeformer_thermal_protection_active",
-                         "1 while the service runs with lowered batch size and concurrency because of heat.")
+THERMAL_THROTTLE = Gauge(
+    "spikeformer_thermal_protection_active",
+    "1 while the service runs with lowered batch size and concurrency because of heat.",
+)
 BATCH_LIMIT = Gauge("spikeformer_batch_limit", "Current maximum batch size (lowered by thermal protection).")
 # Database (PostgreSQL: pg_stat_activity).
 DB_CONNECTIONS_IN_USE = Gauge("spikeformer_db_connections_in_use", "Connections open on the database server.")
@@ -99,10 +104,15 @@ DB_CONNECTIONS_MAX = Gauge("spikeformer_db_connections_max", "The database serve
 DB_LONGEST_QUERY = Gauge("spikeformer_db_longest_query_seconds", "Age of the oldest running query.")
 # Incidents (SEV-1..SEV-4 response targets from spikeformer.ops.severity).
 INCIDENTS_OPEN = Gauge("spikeformer_incidents_open", "Open incidents.", ["sev"])
-INCIDENT_ACK_OVERDUE = Gauge("spikeformer_incident_ack_overdue", "Open incidents past their acknowledgement target.",
-                             ["sev"])
-INCIDENT_UPDATE_OVERDUE = Gauge("spikeformer_incident_update_overdue",
-                                "Open incidents whose last update is older than the update interval.", ["sev"])
+INCIDENT_ACK_OVERDUE = Gauge(
+    "spikeformer_incident_ack_overdue", "Open incidents past their acknowledgement target.", ["sev"]
+)
+INCIDENT_UPDATE_OVERDUE = Gauge(
+    "spikeformer_incident_update_overdue",
+    "Open incidents whose last update is older than the update interval.",
+    ["sev"],
+)
 # Model behaviour.
-LAYER_FIRING_RATE = Gauge("spikeformer_layer_firing_rate", "Mean firing rate of a layer's neurons (last profile).",
-                          ["model", "layer"])
+LAYER_FIRING_RATE = Gauge(
+    "spikeformer_layer_firing_rate", "Mean firing rate of a layer's neurons (last profile).", ["model", "layer"]
+)
