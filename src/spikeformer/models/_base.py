@@ -13,7 +13,7 @@ from spikeformer.nn.base import StatefulModule
 from spikeformer.nn.neuron import NEURONS, BaseNeuron, make_neuron
 from spikeformer.nn.surrogate import SURROGATE_MODULES, make_surrogate
 
-__all__ = ["SpikingTransformerConfig", "SpikingVisionModel"]
+__all__ = ["SpikingTransformerConfig", "SpikingVisionModel", "ResidualBlock"]
 
 POOL_POSITIONS = ("after_neuron", "before_neuron")
 
@@ -190,7 +190,11 @@ class SpikingVisionModel(nn.Module):
                 m.reset()
 
     def forward_features(self, x_seq: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """``[T, B, C, H, W] -> [T, B, D]``: patch embedding, the blocks, mean over tokens."""
+        x = self.patch_embed(x_seq)
+        for block in self.blocks:
+            x = block(x)
+        return x.mean(2)  # [T, B, N, D] -> [T, B, D]
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         """``[T, B, D] -> [T, B, classes]``."""
@@ -201,3 +205,16 @@ class SpikingVisionModel(nn.Module):
         x_seq = self.to_sequence(x)
         self.reset()
         return self.forward_head(self.forward_features(x_seq)).mean(0)
+
+
+class ResidualBlock(nn.Module):
+    """``x + attn(x)`` then ``x + mlp(x)`` on ``[T, B, N, D]`` (both families)."""
+
+    def __init__(self, attn: nn.Module, mlp: nn.Module) -> None:
+        super().__init__()
+        self.attn = attn
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from spikeformer.functional.attention import spike_driven_kv
-from spikeformer.models._base import SpikingVisionModel
+from spikeformer.models._base import ResidualBlock, SpikingVisionModel
 from spikeformer.models._registry import register_model
 from spikeformer.models.spikformer import _init_weights, _merge_heads, _split_heads
 from spikeformer.nn.layers import ConvBN2d, LinearBN, SeqToANN
@@ -85,17 +85,6 @@ class SpikeDrivenMLP(nn.Module):
         return self.fc2(self.fc2_neuron(self.fc1(self.fc1_neuron(x))))
 
 
-class SpikeDrivenBlock(nn.Module):
-    def __init__(self, model: SpikingVisionModel) -> None:
-        super().__init__()
-        self.attn = SpikeDrivenSelfAttention(model)
-        self.mlp = SpikeDrivenMLP(model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
-
-
 class SpikeDrivenTransformer(SpikingVisionModel):
     """Spike-driven Transformer; keyword arguments: ``SpikingTransformerConfig`` fields."""
 
@@ -103,16 +92,12 @@ class SpikeDrivenTransformer(SpikingVisionModel):
         super().__init__(**kwargs)
         c = self.config
         self.patch_embed = SpikeDrivenPatchSplitting(self)
-        self.blocks = nn.ModuleList(SpikeDrivenBlock(self) for _ in range(c.depth))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(SpikeDrivenSelfAttention(self), SpikeDrivenMLP(self)) for _ in range(c.depth)
+        )
         self.head_neuron = self.make_neuron()
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         _init_weights(self)
-
-    def forward_features(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x_seq)
-        for block in self.blocks:
-            x = block(x)
-        return x.mean(2)  # [T, B, N, D] -> [T, B, D]
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_neuron(feats))

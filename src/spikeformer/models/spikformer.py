@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from spikeformer.functional.attention import spiking_self_attention
-from spikeformer.models._base import SpikingVisionModel
+from spikeformer.models._base import ResidualBlock, SpikingVisionModel
 from spikeformer.models._registry import register_model
 from spikeformer.nn.layers import ConvBN2d, LinearBN, SeqToANN
 
-__all__ = ["Spikformer", "SpikingPatchSplitting", "SpikingSelfAttention", "SpikingMLP", "SpikformerBlock"]
+__all__ = ["Spikformer", "SpikingPatchSplitting", "SpikingSelfAttention", "SpikingMLP"]
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -94,19 +94,6 @@ class SpikingMLP(nn.Module):
         return self.fc2_neuron(self.fc2(self.fc1_neuron(self.fc1(x))))
 
 
-class SpikformerBlock(nn.Module):
-    """``x + SSA(x)`` then ``x + MLP(x)``."""
-
-    def __init__(self, model: SpikingVisionModel) -> None:
-        super().__init__()
-        self.attn = SpikingSelfAttention(model)
-        self.mlp = SpikingMLP(model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
-
-
 class Spikformer(SpikingVisionModel):
     """Spikformer; see the module docstring. Keyword arguments: ``SpikingTransformerConfig`` fields."""
 
@@ -114,15 +101,9 @@ class Spikformer(SpikingVisionModel):
         super().__init__(**kwargs)
         c = self.config
         self.patch_embed = SpikingPatchSplitting(self)
-        self.blocks = nn.ModuleList(SpikformerBlock(self) for _ in range(c.depth))
+        self.blocks = nn.ModuleList(ResidualBlock(SpikingSelfAttention(self), SpikingMLP(self)) for _ in range(c.depth))
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         _init_weights(self)
-
-    def forward_features(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x_seq)
-        for block in self.blocks:
-            x = block(x)
-        return x.mean(2)  # [T, B, N, D] -> [T, B, D]
 
 
 def _init_weights(model: nn.Module) -> None:
