@@ -23,7 +23,15 @@ def _small(name: str) -> torch.nn.Module:
     """The registry entry with its family's layers at a size a CPU test can afford."""
     d = model_defaults(name)
     return spikeformer.create_model(
-        name, img_size=32, in_chans=3, embed_dim=32, depth=1, num_heads=4, num_classes=7, timesteps=2, pool_stages=d["pool_stages"]
+        name,
+        img_size=32,
+        in_chans=3,
+        embed_dim=32,
+        depth=1,
+        num_heads=4,
+        num_classes=7,
+        timesteps=2,
+        pool_stages=d["pool_stages"],
     )
 
 

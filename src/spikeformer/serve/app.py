@@ -29,6 +29,7 @@ from spikeformer.serve.records import RecordBuffer
 from spikeformer.serve.services.inference import InferenceService, Maintenance
 from spikeformer.serve.settings import ServiceSettings
 from spikeformer.serve.state import ServiceState
+from spikeformer.serve.thermal import ThermalGuard, telemetry_source
 from spikeformer.store import (
     Database,
     DatabaseUnavailableError,
@@ -147,6 +148,15 @@ async def _poll_settings(state: ServiceState) -> None:
         await asyncio.sleep(state.settings.settings_poll_interval_s)
 
 
+async def _watch_temperature(state: ServiceState) -> None:
+    """Read device temperatures off the event loop and apply thermal protection's limits."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await loop.run_in_executor(None, state.thermal.update)
+        state.apply_thermal_limits()
+        await asyncio.sleep(state.settings.thermal_poll_interval_s)
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the service. Nothing is loaded until the application starts (lifespan)."""
     settings = settings or ServiceSettings()
@@ -177,7 +187,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             on_unload=inference.detach,
         )
         inference.repo = repo
-        state = ServiceState(settings, db, repo, records, inference, started_at=time.time())
+        thermal = ThermalGuard(
+            telemetry_source(settings.device),
+            settings.max_batch_size,
+            settings.queue_capacity,
+            margin=settings.thermal_margin_c,
+        )
+        state = ServiceState(settings, db, repo, records, inference, thermal, started_at=time.time())
         app.state.svc = state
         await asyncio.get_running_loop().run_in_executor(None, repo.load_all)
         for mv in repo.all_versions():
@@ -186,6 +202,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         _sync_model_versions(state)
         records.start()
         poller = asyncio.get_running_loop().create_task(_poll_settings(state))
+        thermal_task = asyncio.get_running_loop().create_task(_watch_temperature(state))
         log.info(
             "spikeformer %s serving %d model version(s) from %s",
             __version__,
@@ -196,6 +213,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             yield
         finally:
             poller.cancel()
+            thermal_task.cancel()
             await inference.stop()
             await asyncio.get_running_loop().run_in_executor(None, records.stop, settings.shutdown_timeout_s)
             executor.shutdown(wait=True)

@@ -68,7 +68,8 @@ class DynamicBatcher:
         self._executor = executor
         self.max_batch_size = max_batch_size if enabled else 1
         self.max_delay_s = max_delay_s if enabled else 0.0
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=capacity)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.capacity = capacity  # admission limit; thermal protection may lower it at run time
         self._label = label
         self._task: asyncio.Task | None = None
         self._pending: _Item | None = None
@@ -99,11 +100,10 @@ class DynamicBatcher:
 
     async def submit(self, x: torch.Tensor) -> BatchResult:
         """Queue ``x [n, C, H, W]`` and wait for its result."""
+        if self._queue.qsize() >= self.capacity:
+            raise QueueFullError(f"the queue of {self._label} is full ({self.capacity} requests)")
         item = _Item(x, asyncio.get_running_loop().create_future())
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            raise QueueFullError(f"the queue of {self._label} is full ({self._queue.maxsize} requests)") from None
+        self._queue.put_nowait(item)
         metrics.QUEUE_DEPTH.labels(self._label).set(self._queue.qsize())
         return await item.future
 

@@ -38,3 +38,5 @@ class ServiceSettings(BaseSettings):
     settings_poll_interval_s: float = Field(1.0, gt=0, description="How often maintenance mode is re-read.")
     shutdown_timeout_s: float = Field(20.0, gt=0)
     retry_after_s: int = Field(1, ge=1)
+    thermal_poll_interval_s: float = Field(5.0, gt=0, description="How often device temperatures are read.")
+    thermal_margin_c: float = Field(5.0, ge=0, description="Protect this many degrees below the slowdown point.")

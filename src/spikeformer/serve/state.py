@@ -8,6 +8,7 @@ from spikeformer.serve.model_repository import ModelRepository
 from spikeformer.serve.records import RecordBuffer
 from spikeformer.serve.services.inference import InferenceService
 from spikeformer.serve.settings import ServiceSettings
+from spikeformer.serve.thermal import ThermalGuard
 from spikeformer.store import Database
 
 __all__ = ["ServiceState"]
@@ -20,7 +21,16 @@ class ServiceState:
     repo: ModelRepository
     records: RecordBuffer
     inference: InferenceService
+    thermal: ThermalGuard
     started_at: float = 0.0
+
+    def apply_thermal_limits(self) -> None:
+        """Push the thermal guard's batch size and queue capacity to every batcher."""
+        batch, capacity = self.thermal.limits()
+        for b in self.inference.batchers.values():
+            if self.settings.dynamic_batching:
+                b.max_batch_size = batch
+            b.capacity = capacity
 
     @property
     def required_models(self) -> list[str]:
@@ -42,6 +52,7 @@ class ServiceState:
             "records_dropped": self.records.dropped,
             "maintenance": self.inference.maintenance.to_dict(),
             "models": models,
+            "thermal_protection": self.thermal.active,
         }
         if not self.records.healthy:
             body["database_error"] = self.records.last_error

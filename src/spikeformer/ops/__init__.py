@@ -1,0 +1,12 @@
+"""Operations: the severity table (SEV-1..SEV-4) and, on top of the store, incident logic and operational commands.
+
+`spikeformer.ops.severity` is the one table of severities in code; the alert rules (`deploy/prometheus/rules.yml`),
+the Alertmanager routes (`deploy/alertmanager/alertmanager.yml`), the incident logic and the runbook
+(`docs/runbooks/incident-response.md`) take it from there or are tested against it.
+
+Layering: this package may import `spikeformer.store` and below, never `spikeformer.serve` or `spikeformer.cli`.
+"""
+
+from spikeformer.ops.severity import SEVERITIES, Severity, escalate, get_severity, render_markdown_table
+
+__all__ = ["SEVERITIES", "Severity", "escalate", "get_severity", "render_markdown_table"]
