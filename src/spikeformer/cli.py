@@ -290,6 +290,112 @@ def db_upgrade(database_url: str | None = None, as_json: JsonFlag = False) -> No
         console.print(f"database at revision {rev}", highlight=False)
 
 
+hardware_app = typer.Typer(help="Backends and their real telemetry.", no_args_is_help=True)
+app.add_typer(hardware_app, name="hardware")
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``2h`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise ValueError(f"cannot read duration {text!r}; accepted: seconds, or a number with s, m or h") from None
+
+
+@app.command()
+def doctor(
+    url: Annotated[str | None, typer.Option(help="Service base URL to check.")] = "http://127.0.0.1:8000",
+    model_repository: Annotated[str | None, typer.Option(help="Model repository folder.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Database URL (default: SPIKEFORMER_DATABASE_URL).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the runbook's investigation steps and rank what is wrong by severity (exit 1 when anything is)."""
+    from pathlib import Path
+
+    from spikeformer.ops.doctor import run_doctor
+    from spikeformer.serve.settings import DEFAULT_MODEL_REPOSITORY
+
+    report = run_doctor(
+        url or None, Path(model_repository) if model_repository else DEFAULT_MODEL_REPOSITORY, database_url
+    )
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        table = Table("severity", "check", "finding")
+        for f in report.ranked():
+            table.add_row(f.sev or "ok", f.check, f.message)
+        Console().print(table)
+        console.print("all checks passed" if report.ok else f"worst: {report.worst}", highlight=False)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@hardware_app.command("status")
+def hardware_status_cmd(as_json: JsonFlag = False) -> None:
+    """Every backend with its availability and real readings (nothing is invented for absent hardware)."""
+    from spikeformer.hardware import hardware_status
+
+    status = hardware_status()
+    if as_json:
+        _emit_json(status)
+        return
+    table = Table("backend", "device", "available", "temperature", "power", "memory", "note")
+    for d in status["devices"]:
+        temp = f"{d['temperature_c']:.0f} C" if d["temperature_c"] is not None else "-"
+        power = f"{d['power_w']:.0f} W" if d["power_w"] is not None else "-"
+        mem = f"{d['memory_used_mb']:.0f}/{d['memory_total_mb']:.0f} MB" if d["memory_total_mb"] else "-"
+        table.add_row(
+            d["backend"],
+            d["device"],
+            "yes" if d["available"] else "no",
+            temp,
+            power,
+            mem,
+            d["reason"] or d["details"].get("temperature", ""),
+        )
+    Console().print(table)
+
+
+@db_app.command("long-queries")
+def db_long_queries(
+    older_than: Annotated[str, typer.Option(help="Age threshold: 300, 90s, 5m, 1h.")] = "5m",
+    cancel: Annotated[bool, typer.Option(help="pg_cancel_backend each (the gentle first step).")] = False,
+    terminate: Annotated[bool, typer.Option(help="pg_terminate_backend each (only when cancel did not help).")] = False,
+    database_url: str | None = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List PostgreSQL queries running longer than a threshold; cancel or terminate them when asked."""
+    from spikeformer.store import StoreError, cancel_backend, long_running_queries, terminate_backend
+
+    if cancel and terminate:
+        fail(
+            "give --cancel or --terminate, not both (cancel first; terminate only if that did not help)",
+            as_json=as_json,
+        )
+    try:
+        seconds = _duration(older_than)
+        db = _database(database_url)
+        rows = long_running_queries(db, seconds)
+        action = "cancel" if cancel else "terminate" if terminate else None
+        signal_fn = cancel_backend if cancel else terminate_backend
+        for r in rows:
+            if action:
+                r["signalled"] = bool(signal_fn(db, r["pid"]))
+        db.dispose()
+    except (StoreError, ValueError) as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        _emit_json({"older_than_s": seconds, "action": action, "queries": rows})
+        return
+    if not rows:
+        console.print(f"no queries running longer than {older_than}")
+    done = {"cancel": "cancelled", "terminate": "terminated"}.get(action or "", "")
+    for r in rows:
+        flag = f" [{done if r['signalled'] else 'not ' + done}]" if action else ""
+        console.print(f"pid {r['pid']} {r['seconds']:.0f}s {r['state']}: {r['query'][:200]}{flag}", highlight=False)
+
+
 def _parse_args(pairs: list[str]) -> dict:
     """``["embed_dim=128", "pool_stages=[false,true,true,false]"]`` -> dict; values are JSON, else strings."""
     out = {}
