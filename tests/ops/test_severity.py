@@ -51,7 +51,17 @@ def test_severity_is_frozen_and_examples_are_a_tuple() -> None:
 
 @pytest.mark.parametrize(
     ("value", "level"),
-    [("SEV-2", 2), ("sev2", 2), ("SEV2", 2), ("sev-2", 2), (" SEV-2 ", 2), ("SEV 3", 3), ("sev_4", 4), (2, 2), ("1", 1)],
+    [
+        ("SEV-2", 2),
+        ("sev2", 2),
+        ("SEV2", 2),
+        ("sev-2", 2),
+        (" SEV-2 ", 2),
+        ("SEV 3", 3),
+        ("sev_4", 4),
+        (2, 2),
+        ("1", 1),
+    ],
 )
 def test_get_severity_accepts_the_usual_spellings(value: str | int, level: int) -> None:
     got = get_severity(value)

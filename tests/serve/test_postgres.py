@@ -81,6 +81,7 @@ def test_outage_degrades_readiness_buffers_records_and_recovers(cluster, reposit
     with TestClient(create_app(settings)) as client:
         assert client.post("/v2/models/tiny/infer", json=_body()).status_code == 200
         assert _wait(lambda: _count(url) == 1)
+        assert _wait(lambda: "spikeformer_db_connections_max 60.0" in client.get("/metrics").text)
         cluster.stop_server("fast")
         try:
             for _ in range(5):

@@ -38,6 +38,8 @@ from spikeformer.store import (
     ModelVersionRepository,
     SettingsRepository,
     StoreError,
+    connection_stats,
+    long_running_queries,
 )
 
 __all__ = ["create_app"]
@@ -131,6 +133,12 @@ async def _poll_settings(state: ServiceState) -> None:
         with state.db.session() as s:
             m = SettingsRepository(s).get("maintenance")
             counts = JobRepository(s).count_by_status()
+        if state.db.is_postgresql:
+            stats = connection_stats(state.db)
+            metrics.DB_CONNECTIONS_IN_USE.set(stats["in_use"])
+            metrics.DB_CONNECTIONS_MAX.set(stats["max_connections"])
+            running = long_running_queries(state.db, 0)
+            metrics.DB_LONGEST_QUERY.set(max((q["seconds"] for q in running), default=0))
         return m, counts
 
     while True:
