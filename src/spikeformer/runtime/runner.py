@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from spikeformer.nn.fold import fold_batchnorm
 from spikeformer.nn.neuron import BaseNeuron
 
 __all__ = ["Runner", "RunStats", "PRECISIONS"]
@@ -42,10 +43,17 @@ class Runner:
         precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not);
             ``auto`` = bf16 on CUDA and on CPUs with AMX, else fp32.
         max_batch_size: larger inputs are split into chunks of this size.
+        optimize: fold BatchNorm into the weights and run every neuron with the fused multi-step kernel (float32
+            results equal the reference up to rounding); the caller's model is not modified.
     """
 
     def __init__(
-        self, model: nn.Module, device: str | torch.device = "cpu", precision: str = "fp32", max_batch_size: int = 256
+        self,
+        model: nn.Module,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        max_batch_size: int = 256,
+        optimize: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; accepted: {PRECISIONS}")
@@ -54,7 +62,14 @@ class Runner:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
-        self.model = model.to(self.device).eval()
+        model = model.eval()
+        if optimize:
+            model = fold_batchnorm(model)
+            for m in model.modules():
+                if isinstance(m, BaseNeuron):
+                    m.backend = "fused"
+        self.model = model.to(self.device)
+        self.optimized = optimize
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
         self.precision = precision

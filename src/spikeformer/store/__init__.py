@@ -15,17 +15,25 @@ from spikeformer.store.admin import cancel_backend, connection_stats, long_runni
 from spikeformer.store.api_keys import ApiKeyRepository
 from spikeformer.store.database import DATABASE_URL_ENV, Database, default_database_url
 from spikeformer.store.errors import DatabaseUnavailableError, SchemaOutOfDateError, StoreError
+from spikeformer.store.incidents import ACTIVE_STATUSES, IncidentRepository
 from spikeformer.store.inference_records import InferenceRecordRepository
 from spikeformer.store.jobs import JobRepository
 from spikeformer.store.model_versions import ModelVersionRepository
 from spikeformer.store.settings import SettingsRepository
 from spikeformer.store.tables import (
+    ALERT_STATUSES,
     API_KEY_SCOPES,
+    EVENT_VISIBILITIES,
+    INCIDENT_SEVERITIES,
+    INCIDENT_STATUSES,
     INFERENCE_STATUSES,
     JOB_STATUSES,
     MODEL_VERSION_STATUSES,
     ApiKey,
     Base,
+    Incident,
+    IncidentAlert,
+    IncidentEvent,
     InferenceRecord,
     Job,
     ModelVersion,
@@ -33,8 +41,13 @@ from spikeformer.store.tables import (
 )
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "ALERT_STATUSES",
     "API_KEY_SCOPES",
     "DATABASE_URL_ENV",
+    "EVENT_VISIBILITIES",
+    "INCIDENT_SEVERITIES",
+    "INCIDENT_STATUSES",
     "INFERENCE_STATUSES",
     "JOB_STATUSES",
     "MODEL_VERSION_STATUSES",
@@ -43,6 +56,10 @@ __all__ = [
     "Base",
     "Database",
     "DatabaseUnavailableError",
+    "Incident",
+    "IncidentAlert",
+    "IncidentEvent",
+    "IncidentRepository",
     "InferenceRecord",
     "InferenceRecordRepository",
     "Job",

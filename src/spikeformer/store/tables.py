@@ -194,3 +194,116 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- incidents (migration 0002) ---------------------------------------------------------------------------------------
+from sqlalchemy import ForeignKey  # noqa: E402  (appended section: the incident tables)
+
+__all__ += [
+    "ALERT_STATUSES",
+    "EVENT_VISIBILITIES",
+    "INCIDENT_SEVERITIES",
+    "INCIDENT_STATUSES",
+    "Incident",
+    "IncidentAlert",
+    "IncidentEvent",
+]
+
+# The incident state machine (spikeformer.ops.incidents): open -> acknowledged -> mitigated -> resolved -> closed.
+INCIDENT_STATUSES = ("open", "acknowledged", "mitigated", "resolved", "closed")
+# The names of spikeformer.ops.severity.SEVERITIES (the store sits below ops; tests/incidents checks they agree).
+INCIDENT_SEVERITIES = ("SEV-1", "SEV-2", "SEV-3", "SEV-4")
+EVENT_VISIBILITIES = ("public", "internal")
+ALERT_STATUSES = ("firing", "resolved")
+
+
+class Incident(Base):
+    """An incident: its severity, state, the people on it, what is known, and its times (all UTC).
+
+    `alert_group` is the Alertmanager group key of the incident opened by the webhook; `active_group_hash` is its
+    sha256 while the incident is not resolved (NULL after), and is unique: two deliveries of the same alert group can
+    never open two live incidents, whichever replica receives them. `group_labels` is JSON text.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        CheckConstraint(_in("status", INCIDENT_STATUSES), name="status"),
+        CheckConstraint(_in("sev", INCIDENT_SEVERITIES), name="sev"),
+        Index("ix_incidents_status_started_at", "status", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(String(200))
+    sev: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    impact: Mapped[str] = mapped_column(Text, default="")
+    commander: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32), default="manual")
+    alert_group: Mapped[str | None] = mapped_column(Text)
+    alert_group_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    active_group_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    group_labels: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[str | None] = mapped_column(Text)
+    next_steps: Mapped[str | None] = mapped_column(Text)
+    eta: Mapped[datetime | None]
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    postmortem_meeting_at: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    mitigated_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    last_update_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IncidentEvent(Base):
+    """One timeline entry: who did or saw what, when; `public` entries may be shown outside (a status page).
+
+    `kind` names the change (`opened`, `acknowledged`, `update`, `alert_firing`, ...: `spikeformer.ops.incidents`
+    lists them); `data` is JSON text with the details (alert labels, silence ids), opaque to the store.
+    """
+
+    __tablename__ = "incident_events"
+    __table_args__ = (CheckConstraint(_in("visibility", EVENT_VISIBILITIES), name="visibility"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(Integer, ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    visibility: Mapped[str] = mapped_column(String(16), default="internal")
+    author: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IncidentAlert(Base):
+    """An Alertmanager alert (by fingerprint) attached to an incident, with its last known state.
+
+    `labels` and `annotations` are JSON text. `starts_at` tells a re-fired alert (a new start) from a repeated
+    notification of the same firing.
+    """
+
+    __tablename__ = "incident_alerts"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "fingerprint"),
+        CheckConstraint(_in("status", ALERT_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(Integer, ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    alertname: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    sev: Mapped[str | None] = mapped_column(String(8))
+    labels: Mapped[str] = mapped_column(Text, default="{}")
+    annotations: Mapped[str] = mapped_column(Text, default="{}")
+    generator_url: Mapped[str | None] = mapped_column(Text)
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,48 @@
+import pytest
+import torch
+from support import tiny_model
+
+from spikeformer.runtime import Runner
+
+
+def _active_model():
+    model = tiny_model()
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(2.0, 6.0)
+            m.bias.data.uniform_(-0.2, 0.5)
+    return model.eval()
+
+
+def test_optimized_runner_matches_reference_and_leaves_model_alone():
+    model = _active_model()
+    x = torch.rand(40, 1, 28, 28) * 3
+    with torch.no_grad():
+        ref = model(x)
+    fast = Runner(model, max_batch_size=16)
+    out = fast.run(x)
+    assert out.shape == (40, 10)
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95
+    assert torch.allclose(out, ref, atol=0.05)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # caller's model untouched
+    plain = Runner(model, optimize=False).run(x)
+    assert torch.equal(plain, ref)
+
+
+def test_run_with_stats_counts_spikes_per_sample():
+    model = _active_model()
+    runner = Runner(model, optimize=False, max_batch_size=3)
+    x = torch.rand(5, 1, 28, 28) * 3
+    logits, stats = runner.run_with_stats(x)
+    assert stats.spikes.shape == (5,) and (stats.spikes > 0).all()
+    single = torch.stack([runner.run_with_stats(x[i:i + 1])[1].spikes[0] for i in range(5)])
+    assert torch.equal(single, stats.spikes)  # counts are per sample, independent of batching
+    assert torch.allclose(logits, runner.run(x))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="precision"):
+        Runner(tiny_model(), precision="fp8")
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Runner(tiny_model(), max_batch_size=0)
