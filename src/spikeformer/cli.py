@@ -555,6 +555,60 @@ def spikeformer_load(path: str):
     return load_pipeline(path)
 
 
+@models_app.command("import")
+def models_import(
+    path: Annotated[str, typer.Argument(help="A SpikingJelly 2.0 / reference Spikformer .pth state dict.")],
+    output: Annotated[str, typer.Option(help="Checkpoint folder to write.")],
+    dataset: Annotated[
+        str, typer.Option(help="Data set the weights were trained on (sets preprocessing).")
+    ] = "cifar10",
+    img_size: Annotated[int, typer.Option(help="Input size (32 for CIFAR checkpoints).")] = 32,
+    num_heads: Annotated[int | None, typer.Option(help="Attention heads (not stored in a state dict).")] = None,
+    timesteps: Annotated[int, typer.Option(min=1)] = 4,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a Spikformer .pth (read with torch.load(weights_only=True): never unpickled) into a checkpoint."""
+    import pickle
+
+    import torch
+
+    from spikeformer.checkpoint import save_checkpoint
+    from spikeformer.data import Preprocess
+    from spikeformer.interop import from_spikingjelly
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as e:
+        fail(
+            f"cannot read {path} as a tensor-only state dict (weights_only=True): {str(e).splitlines()[0]}",
+            as_json=as_json,
+        )
+    try:
+        model = from_spikingjelly(state, img_size=img_size, num_heads=num_heads, timesteps=timesteps)
+    except ValueError as e:
+        fail(str(e), as_json=as_json)
+    c = model.config.in_chans
+    pre = Preprocess(mean=(0.0,) * c, std=(1.0,) * c, channels=c, image_size=model.config.img_size)
+    manifest = save_checkpoint(
+        model,
+        output,
+        pre,
+        [str(i) for i in range(model.config.num_classes)],
+        dataset,
+        {"note": "imported; accuracy not measured here"},
+        training={"imported_from": path},
+    )
+    info = {"ok": True, "output": output, "sha256": manifest.sha256, "config": manifest.config}
+    if as_json:
+        _emit_json(info)
+    else:
+        console.print(
+            f"wrote {output} (sha256 {manifest.sha256[:12]}); preprocessing is x/255 - set mean/std in "
+            "the manifest if the weights expect normalised input",
+            highlight=False,
+        )
+
+
 @models_app.command("verify")
 def models_verify(
     path: Annotated[str, typer.Argument(help="Checkpoint folder.")],

@@ -87,3 +87,32 @@ def test_unrecognised_state_dict_is_a_clear_error():
         from_spikingjelly({"foo.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="state dict"):
         from_spikingjelly(42)
+
+
+def test_pth_import_command_reads_weights_only(sj_model, tmp_path):
+    import json
+    import pickle
+
+    from typer.testing import CliRunner
+
+    from spikeformer import load_pipeline
+    from spikeformer.cli import app
+
+    pth = tmp_path / "spikformer.pth"
+    torch.save({"model": sj_model.state_dict()}, pth)
+    r = CliRunner().invoke(app, ["models", "import", str(pth), "--output", str(tmp_path / "ckpt"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["config"]["pool_position"] == "before_neuron"
+    pipe = load_pipeline(tmp_path / "ckpt")
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert (pipe.model(x) - _sj_logits(sj_model, x)).abs().max() <= 1e-4
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this would run code",))
+
+    bad = tmp_path / "evil.pth"
+    bad.write_bytes(pickle.dumps({"model": Evil()}))
+    r = CliRunner().invoke(app, ["models", "import", str(bad), "--output", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "weights_only" in r.stderr and "this would run code" not in r.stdout
