@@ -1,8 +1,8 @@
 import pytest
 import torch
-from support import tiny_model
 
 from spikeformer.runtime import Runner
+from support import tiny_model
 
 
 def _active_model():
