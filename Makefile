@@ -45,6 +45,7 @@ test: setup test-deps
 	$(PY) -m pytest
 
 bench: setup
+	$(PY) bench/speed_cpu.py
 	$(PY) bench/load.py
 
 lint: setup
