@@ -707,7 +707,8 @@ def profile(
     if as_json:
         _emit_json(result)
         return
-    Console().print(report.table(models))
+    out = Console()
+    (out if out.is_terminal else Console(width=200)).print(report.table(models))
     console.print(f"inputs: {inputs}; wrote {', '.join(files.values())}", highlight=False)
 
 
