@@ -34,7 +34,7 @@ data:
 	$(call apt_ensure,dataset-fashion-mnist:/usr/share/datasets/fashion-mnist)
 
 test-deps:
-	$(call apt_ensure,dataset-fashion-mnist:/usr/share/datasets/fashion-mnist postgresql:/usr/lib/postgresql/*/bin/initdb prometheus:/usr/bin/promtool prometheus-alertmanager:/usr/bin/amtool)
+	$(call apt_ensure,dataset-fashion-mnist:/usr/share/datasets/fashion-mnist postgresql:/usr/lib/postgresql/*/bin/initdb prometheus:/usr/bin/promtool prometheus-alertmanager:/usr/bin/amtool chromium:/usr/bin/chromium)
 
 # The main job: the inference service with the bundled model (models/), SQLite under ./var, the CPU backend.
 run: setup

@@ -396,6 +396,402 @@ def db_long_queries(
         console.print(f"pid {r['pid']} {r['seconds']:.0f}s {r['state']}: {r['query'][:200]}{flag}", highlight=False)
 
 
+incident_app = typer.Typer(
+    help="Incidents: open, acknowledge, update, resolve; the runbook's messages; post-mortem drafts.",
+    no_args_is_help=True,
+)
+app.add_typer(incident_app, name="incident")
+_Author = Annotated[
+    str | None, typer.Option("--author", help="Who makes the change (default: the login name).", show_default=False)
+]
+_DbUrl = Annotated[str | None, typer.Option(help="Database URL (default: SPIKEFORMER_DATABASE_URL or ./var).")]
+
+
+def _incidents(database_url: str | None):
+    from spikeformer.ops.incidents import IncidentService
+
+    db = _database(database_url)
+    db.ensure_ready()
+    return IncidentService(db)
+
+
+def _whoami(author: str | None) -> str:
+    import getpass
+
+    if author:
+        return author
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _when(text: str | None, what: str):
+    """``2025-01-01T12:00Z``, ``+30m``, ``+2h`` -> aware datetime (None for None)."""
+    import datetime as dt
+
+    if not text:
+        return None
+    if text.startswith("+"):
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=_duration(text[1:]))
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"cannot read {what} {text!r}; accepted: ISO 8601 with a zone, or +30m / +2h") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _incident_call(as_json: bool, fn, *args, **kwargs):
+    """Run an incident operation; errors become a clear message and exit code 2 (1 for an unknown incident)."""
+    from spikeformer.ops.incidents import IncidentError, IncidentNotFoundError
+    from spikeformer.store import StoreError
+
+    try:
+        return fn(*args, **kwargs)
+    except IncidentNotFoundError as e:
+        fail(str(e), code=1, as_json=as_json)
+    except (IncidentError, StoreError, ValueError) as e:
+        fail(str(e), as_json=as_json)
+
+
+def _show_incident(view: dict, as_json: bool) -> None:
+    if as_json:
+        _emit_json(view)
+        return
+    flags = [f for f in ("ack_overdue", "update_overdue", "postmortem_overdue") if view.get(f)]
+    console.print(
+        f"#{view['id']} {view['sev']} [{view['status']}] {view['title']}"
+        + (f"  commander: {view['commander']}" if view.get("commander") else "")
+        + (f"  OVERDUE: {', '.join(f.replace('_overdue', '') for f in flags)}" if flags else ""),
+        highlight=False,
+    )
+    for event in view.get("timeline", []):
+        console.print(
+            f"  {event['time'][:19]}  {event['author']:<20} {event['kind']:<15} "
+            f"{'' if event['visibility'] == 'public' else '(internal) '}{event['message']}",
+            highlight=False,
+        )
+    for key in ("silence_errors",):
+        for error in view.get(key) or []:
+            console.print(f"[yellow]warning:[/] {error}", highlight=False)
+    if view.get("chat") and not view["chat"].get("posted"):
+        console.print(f"[yellow]warning:[/] {view['chat'].get('error')}", highlight=False)
+
+
+@incident_app.command("open")
+def incident_open(
+    title: Annotated[str, typer.Option(help="What is wrong, in a few words.")],
+    sev: Annotated[str, typer.Option(help="SEV-1 .. SEV-4 (see: spikeformer incident severities).")],
+    summary: Annotated[str, typer.Option(help="Brief description (the initial report's Summary).")] = "",
+    impact: Annotated[str, typer.Option(help="Who or what is affected.")] = "",
+    commander: Annotated[str | None, typer.Option(help="Incident commander.")] = None,
+    notify: Annotated[bool, typer.Option(help="Post the initial report to the chat webhook.")] = False,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
+    ] = None,
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Open an incident; the SEV's acknowledgement and update targets start now."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    view = _incident_call(
+        as_json,
+        svc.open,
+        title,
+        sev,
+        _whoami(author),
+        summary=summary,
+        impact=impact,
+        commander=commander,
+        notify=notify,
+        webhook_url=webhook_url,
+    )
+    _show_incident(view, as_json)
+
+
+@incident_app.command("list")
+def incident_list(
+    status: Annotated[
+        list[str], typer.Option("--status", help="active, open, acknowledged, mitigated, resolved, closed.")
+    ] = [],  # noqa: B006
+    show_all: Annotated[bool, typer.Option("--all", help="Every incident (default: active and resolved).")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Incidents, newest first, with overdue acknowledgements, updates and post-mortems flagged."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    wanted = None if show_all else (status or ["active", "resolved"])
+    items = _incident_call(as_json, svc.list_incidents, wanted, limit)
+    if as_json:
+        _emit_json({"incidents": items})
+        return
+    table = Table("id", "sev", "status", "title", "commander", "started", "overdue")
+    for i in items:
+        overdue = [
+            name
+            for name, flag in (
+                ("ack", "ack_overdue"),
+                ("update", "update_overdue"),
+                ("post-mortem", "postmortem_overdue"),
+            )
+            if i[flag]
+        ]
+        table.add_row(
+            str(i["id"]),
+            i["sev"],
+            i["status"],
+            i["title"],
+            i["commander"] or "-",
+            i["started_at"][:16],
+            ", ".join(overdue) or "-",
+        )
+    Console().print(table)
+
+
+@incident_app.command("show")
+def incident_show(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    public: Annotated[bool, typer.Option(help="Only the public timeline entries.")] = False,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """An incident with its timeline."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    _show_incident(_incident_call(as_json, svc.get, incident_id, "public" if public else None), as_json)
+
+
+@incident_app.command("ack")
+def incident_ack(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    silence: Annotated[bool, typer.Option(help="Silence the incident's alerts in Alertmanager.")] = False,
+    silence_for: Annotated[str, typer.Option(help="Silence duration: 4h, 90m, ...")] = "4h",
+    alertmanager_url: Annotated[
+        str | None, typer.Option(help="Alertmanager base URL (default: SPIKEFORMER_ALERTMANAGER_URL).")
+    ] = None,
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Acknowledge an open incident (the acknowledger becomes commander unless one is assigned)."""
+    import datetime as dt
+
+    svc = _incident_call(as_json, _incidents, database_url)
+    duration = dt.timedelta(seconds=_incident_call(as_json, _duration, silence_for))
+    view = _incident_call(
+        as_json,
+        svc.acknowledge,
+        incident_id,
+        _whoami(author),
+        silence=silence,
+        silence_duration=duration,
+        alertmanager_url=alertmanager_url,
+    )
+    _show_incident(view, as_json)
+
+
+@incident_app.command("assign")
+def incident_assign(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    commander: Annotated[str, typer.Argument(help="The new incident commander.")],
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Assign the incident commander."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    _show_incident(_incident_call(as_json, svc.assign, incident_id, commander, _whoami(author)), as_json)
+
+
+@incident_app.command("note")
+def incident_note(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    message: Annotated[str, typer.Option(help="The timeline entry.")],
+    public: Annotated[bool, typer.Option(help="Make it public (default: internal).")] = False,
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a timeline entry (internal unless --public)."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    view = _incident_call(as_json, svc.note, incident_id, message, _whoami(author), "public" if public else "internal")
+    _show_incident(view, as_json)
+
+
+@incident_app.command("update")
+def incident_update(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    message: Annotated[str, typer.Option(help="Current status: what is known, what changed.")],
+    progress: Annotated[str | None, typer.Option(help="What has been done.")] = None,
+    next_steps: Annotated[str | None, typer.Option(help="What is being worked on.")] = None,
+    eta: Annotated[str | None, typer.Option(help="Expected resolution: ISO time or +2h.")] = None,
+    internal: Annotated[bool, typer.Option(help="Keep it internal (default: public).")] = False,
+    notify: Annotated[bool, typer.Option(help="Post the progress update to the chat webhook.")] = False,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
+    ] = None,
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Post a progress update (restarts the update clock of the incident's SEV)."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    view = _incident_call(
+        as_json,
+        svc.post_update,
+        incident_id,
+        message,
+        _whoami(author),
+        progress=progress,
+        next_steps=next_steps,
+        eta=_incident_call(as_json, _when, eta, "--eta"),
+        visibility="internal" if internal else "public",
+        notify=notify,
+        webhook_url=webhook_url,
+    )
+    _show_incident(view, as_json)
+
+
+@incident_app.command("severity")
+def incident_severity(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    sev: Annotated[str, typer.Argument(help="SEV-1 .. SEV-4.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the timeline).")] = "",
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-classify an incident."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    _show_incident(_incident_call(as_json, svc.set_severity, incident_id, sev, _whoami(author), reason), as_json)
+
+
+@incident_app.command("mitigate")
+def incident_mitigate(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    message: Annotated[str, typer.Option(help="What stopped the impact.")] = "",
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mark the impact as stopped."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    _show_incident(_incident_call(as_json, svc.mitigate, incident_id, _whoami(author), message), as_json)
+
+
+@incident_app.command("resolve")
+def incident_resolve(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    root_cause: Annotated[str | None, typer.Option(help="What caused it.")] = None,
+    resolution: Annotated[str | None, typer.Option(help="How it was fixed.")] = None,
+    message: Annotated[str, typer.Option(help="Public timeline entry (default: the resolution).")] = "",
+    postmortem_meeting: Annotated[str | None, typer.Option(help="Post-mortem meeting: ISO time or +1d.")] = None,
+    notify: Annotated[bool, typer.Option(help="Post the resolution notice to the chat webhook.")] = False,
+    expire_silences: Annotated[
+        bool, typer.Option(help="Expire the Alertmanager silences created when it was acknowledged.")
+    ] = True,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
+    ] = None,
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Resolve an incident (its post-mortem falls due in 48 hours)."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    meeting = _incident_call(as_json, _when, postmortem_meeting, "--postmortem-meeting")
+    view = _incident_call(
+        as_json,
+        svc.resolve,
+        incident_id,
+        _whoami(author),
+        root_cause=root_cause,
+        resolution=resolution,
+        message=message,
+        postmortem_meeting_at=meeting,
+        notify=notify,
+        webhook_url=webhook_url,
+        expire_silences=expire_silences,
+    )
+    _show_incident(view, as_json)
+
+
+@incident_app.command("close")
+def incident_close(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    message: Annotated[str, typer.Option(help="E.g. where the post-mortem is.")] = "",
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Close a resolved incident once its post-mortem is done."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    _show_incident(_incident_call(as_json, svc.close, incident_id, _whoami(author), message), as_json)
+
+
+@incident_app.command("message")
+def incident_message(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    kind: Annotated[str, typer.Argument(help="initial, update or resolution.")],
+    post: Annotated[bool, typer.Option(help="Also post it to the chat webhook.")] = False,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
+    ] = None,
+    author: _Author = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the runbook's initial report, progress update or resolution notice for an incident."""
+    svc = _incident_call(as_json, _incidents, database_url)
+    if post:
+        result = _incident_call(as_json, svc.post_message, incident_id, kind, _whoami(author), webhook_url)
+    else:
+        result = {"kind": kind, "text": _incident_call(as_json, svc.message, incident_id, kind)}
+    if as_json:
+        _emit_json(result)
+        return
+    print(result["text"])
+    if post and not result["posted"]:
+        fail(result["error"], code=1)
+
+
+@incident_app.command("postmortem")
+def incident_postmortem(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    output: Annotated[str | None, typer.Option(help="Write the draft to this file (default: stdout).")] = None,
+    database_url: _DbUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the post-mortem draft (Markdown): timeline, response times, measured impact, root cause, actions."""
+    from pathlib import Path
+
+    svc = _incident_call(as_json, _incidents, database_url)
+    text = _incident_call(as_json, svc.postmortem, incident_id)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text, encoding="utf-8")
+    if as_json:
+        _emit_json({"incident_id": incident_id, "output": output, "markdown": text})
+    elif output:
+        console.print(f"wrote the post-mortem draft of incident {incident_id} to {output}", highlight=False)
+    else:
+        print(text, end="")
+
+
+@incident_app.command("severities")
+def incident_severities(as_json: JsonFlag = False) -> None:
+    """The severity table: meaning, response target, update interval, routing."""
+    from dataclasses import asdict
+
+    from spikeformer.ops.severity import SEVERITIES, render_markdown_table
+
+    if as_json:
+        _emit_json({"severities": [asdict(s) for s in SEVERITIES]})
+    else:
+        print(render_markdown_table())
+
+
 def _parse_args(pairs: list[str]) -> dict:
     """``["embed_dim=128", "pool_stages=[false,true,true,false]"]`` -> dict; values are JSON, else strings."""
     out = {}

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spikeformer import __version__
 from spikeformer.serve import metrics
-from spikeformer.serve.api import admin, classify, jobs, oip
+from spikeformer.serve.api import admin, classify, console, incidents, jobs, oip
 from spikeformer.serve.errors import ServiceError
 from spikeformer.serve.model_repository import ModelRepository
 from spikeformer.serve.records import RecordBuffer
@@ -211,6 +211,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         records.start()
         poller = asyncio.get_running_loop().create_task(_poll_settings(state))
         thermal_task = asyncio.get_running_loop().create_task(_watch_temperature(state))
+        incidents_task = asyncio.get_running_loop().create_task(incidents.watch_incidents(state))
         log.info(
             "spikeformer %s serving %d model version(s) from %s",
             __version__,
@@ -222,6 +223,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         finally:
             poller.cancel()
             thermal_task.cancel()
+            incidents_task.cancel()
             await inference.stop()
             await asyncio.get_running_loop().run_in_executor(None, records.stop, settings.shutdown_timeout_s)
             executor.shutdown(wait=True)
@@ -256,7 +258,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for module in (oip, classify, admin, jobs):
+    for module in (oip, classify, admin, jobs, incidents, console):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     return app
