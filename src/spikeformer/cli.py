@@ -904,7 +904,7 @@ def evaluate(
     from spikeformer.train import evaluate_model, plot_confusion
 
     try:
-        pipe = spikeformer_load(checkpoint)
+        pipe = _load_pipeline(checkpoint)
         data = load_dataset(dataset, None if split == "all" else split, data_root)
         if limit is not None:
             data = data.subset(range(min(limit, len(data))))
@@ -945,7 +945,7 @@ def evaluate(
     )
 
 
-def spikeformer_load(path: str):
+def _load_pipeline(path: str):
     from spikeformer import load_pipeline
 
     return load_pipeline(path)
@@ -1065,7 +1065,7 @@ def profile(
         if checkpoint is not None:
             if arg:
                 raise ValueError("--arg applies to --model only: a checkpoint's architecture is fixed")
-            pipe = spikeformer_load(checkpoint)
+            pipe = _load_pipeline(checkpoint)
             net, preprocess, shape = pipe.model, pipe.preprocess, tuple(pipe.input_shape)
             weights = f"checkpoint {checkpoint}"
         else:
