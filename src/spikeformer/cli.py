@@ -721,13 +721,39 @@ def incident_resolve(
 def incident_close(
     incident_id: Annotated[int, typer.Argument(help="Incident id.")],
     message: Annotated[str, typer.Option(help="E.g. where the post-mortem is.")] = "",
+    smoke_url: Annotated[
+        str | None, typer.Option(help="Run `spikeformer smoke` against this URL; close only if it passes.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Key for the smoke run (scope alerts or admin).", envvar="SPIKEFORMER_API_KEY"),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Close without a passing smoke run (needs --reason; recorded).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why closing without a passing smoke run is right.")] = None,
     author: _Author = None,
     database_url: _DbUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Close a resolved incident once its post-mortem is done."""
+    """Close a resolved incident once its post-mortem is done and a smoke run verified the recovery."""
+    if smoke_url and force:
+        fail("give either --smoke-url (a passing smoke run) or --force with --reason, not both", as_json=as_json)
     svc = _incident_call(as_json, _incidents, database_url)
-    _show_incident(_incident_call(as_json, svc.close, incident_id, _whoami(author), message), as_json)
+    smoke_result = None
+    if smoke_url:
+        if _incident_call(as_json, svc.get, incident_id)["status"] == "resolved":
+            from spikeformer.ops.smoke import run_smoke
+
+            result = _incident_call(as_json, run_smoke, smoke_url, api_key)
+            if not as_json:
+                for line in result.lines():
+                    console.print(line, highlight=False, markup=False)
+            if not result.ok:
+                fail(f"incident {incident_id} stays resolved: the smoke run {result.summary()}", 1, as_json)
+            smoke_result = result.to_dict()
+    view = _incident_call(
+        as_json, svc.close, incident_id, _whoami(author), message, smoke=smoke_result, force=force, reason=reason
+    )
+    _show_incident(view, as_json)
 
 
 @incident_app.command("message")
@@ -790,6 +816,43 @@ def incident_severities(as_json: JsonFlag = False) -> None:
         _emit_json({"severities": [asdict(s) for s in SEVERITIES]})
     else:
         print(render_markdown_table())
+
+
+@app.command()
+def smoke(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the service.", envvar="SPIKEFORMER_SMOKE_URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer key; scope alerts or admin verifies the database round trip (skipped without a key).",
+            envvar="SPIKEFORMER_API_KEY",
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.", min=0.1)] = 10.0,
+    record_wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the inference record to reach the database.", min=0.0)
+    ] = 10.0,
+    wait_ready: Annotated[
+        float, typer.Option(help="First wait up to this many seconds for the service to become ready.", min=0.0)
+    ] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a running deployment end to end: health, models, inference, metrics, database. Exit 1 on a failure."""
+    from spikeformer.ops.smoke import run_smoke
+
+    try:
+        result = run_smoke(url, api_key, timeout_s=timeout, record_wait_s=record_wait, wait_ready_s=wait_ready)
+    except ValueError as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        for line in result.lines():
+            print(line)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def _parse_args(pairs: list[str]) -> dict:

@@ -32,7 +32,7 @@ def test_every_action_through_the_api(service):
         ("severity", {"sev": "SEV-1", "reason": "all models"}, "acknowledged"),
         ("mitigate", {"message": "v1 serves"}, "mitigated"),
         ("resolve", {"root_cause": "bad weights", "resolution": "rollback"}, "resolved"),
-        ("close", {"message": "post-mortem held"}, "closed"),
+        ("close", {"message": "post-mortem held", "force": True, "reason": "verified by hand"}, "closed"),
     ]
     for action, body, status in steps:
         r = service.post(f"/v1/incidents/{iid}/{action}", body)
@@ -43,7 +43,7 @@ def test_every_action_through_the_api(service):
     kinds = [e["kind"] for e in final["timeline"]]
     assert kinds == [
         "opened", "acknowledged", "commander", "commander", "note", "update", "severity", "mitigated", "resolved",
-        "closed",
+        "close_forced", "closed",
     ]  # fmt: skip
     # without a body the author is the API key's prefix
     assert final["timeline"][1]["author"] == f"api key {service.admin[:8]}"

@@ -2,7 +2,8 @@
 
 Alertmanager delivers its webhook to the server (bearer: an ``alerts`` key), which opens the incident; the page
 shows the models, classifies an uploaded image, and acknowledges the incident with a silence that Alertmanager then
-holds. Chromium is Debian's (`/usr/bin/chromium`), driven by Playwright's Python package: no browser download.
+holds; the public status page then shows the incident's title and public update and none of its internal notes.
+Chromium is Debian's (`/usr/bin/chromium`), driven by Playwright's Python package: no browser download.
 The test fails, never skips, when either is missing, and says how to install it.
 """
 
@@ -61,6 +62,32 @@ def _wait(predicate, what: str, timeout_s: float = 30.0):
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status_page_shows_public_entries_only(browser, url: str, incident: dict, admin_key: str) -> None:
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    iid = incident["id"]
+    internal = "Internal: replica api-0 at 10.0.3.7 holds a stale lock"
+    for path, body in (("events", {"message": internal}), ("updates", {"message": "We are restarting the API"})):
+        httpx.post(f"{url}/v1/incidents/{iid}/{path}", json=body, headers=admin, timeout=5).raise_for_status()
+    page = browser.new_page()  # a new context: no key in its storage
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(f"{url}/status")
+    card = page.locator(f'[data-testid=incident][data-incident="{iid}"]')
+    card.wait_for(timeout=10_000)
+    assert incident["title"] in card.inner_text() and "SEV-1" in card.inner_text()
+    assert "We are restarting the API" in card.locator("[data-testid=public-update]").inner_text()
+    text = page.locator("body").inner_text()
+    assert internal not in text and "10.0.3.7" not in page.content()
+    assert page.locator("[data-testid=bar]").count() == 90
+    assert page.locator('[data-testid=component][data-component="model:tiny"]').get_attribute("data-state") == (
+        "operational"
+    )
+    assert requested[0] == f"{url}/status" and errors == []
+    assert all(r.startswith(f"{url}/") for r in requested), requested  # no external assets
 
 
 @pytest.fixture
@@ -135,6 +162,9 @@ def test_console_shows_models_classifies_and_acknowledges_a_webhook_incident(ser
             assert "acknowledged" in page.locator("[data-testid=status]").inner_text()
             assert page.evaluate("sessionStorage.getItem('spikeformer.console.key')") == server["admin"]
             assert errors == []
+
+            # the public status page, without a key: the incident's title and public update, never internal notes
+            _status_page_shows_public_entries_only(browser, url, incident, server["admin"])
         finally:
             browser.close()
 

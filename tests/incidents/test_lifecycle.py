@@ -20,6 +20,20 @@ def kinds(view: dict) -> list[str]:
     return [e["kind"] for e in view["timeline"]]
 
 
+def passing_smoke(now) -> dict:
+    """A smoke result (`spikeformer smoke --json`) that verifies recovery: closing needs one (or force)."""
+    checks = ["live", "ready", "model:tiny", "infer:tiny", "accuracy:tiny", "metrics", "database"]
+    return {
+        "url": "http://127.0.0.1:8000",
+        "started_at": (now - timedelta(seconds=2)).isoformat(),
+        "finished_at": now.isoformat(),
+        "checks": [{"name": c, "status": "pass", "seconds": 0.01, "detail": "ok"} for c in checks],
+    }
+
+
+FORCE = {"force": True, "reason": "verified by hand"}
+
+
 def test_store_severities_are_the_severity_table():
     assert INCIDENT_SEVERITIES == tuple(s.name for s in SEVERITIES)
 
@@ -56,7 +70,7 @@ def test_full_lifecycle_records_every_change_with_author_and_time(svc, clock):
     resolved = svc.resolve(iid, "carol", root_cause="corrupt weights in v2", resolution="re-published v2")
     assert resolved["status"] == "resolved" and resolved["time_to_resolve_s"] == 80 * 60
     assert resolved["postmortem_due_at"] == (clock.now + timedelta(hours=48)).isoformat()
-    closed = svc.close(iid, "carol", "post-mortem held")
+    closed = svc.close(iid, "carol", "post-mortem held", smoke=passing_smoke(clock.now))
     assert closed["status"] == "closed" and closed["closed_at"] == clock.now.isoformat()
 
     assert kinds(closed) == [
@@ -69,11 +83,12 @@ def test_full_lifecycle_records_every_change_with_author_and_time(svc, clock):
         "severity",
         "mitigated",
         "resolved",
+        "smoke",
         "closed",
     ]
     assert set(kinds(closed)) <= set(EVENT_KINDS)
     authors = [e["author"] for e in closed["timeline"]]
-    assert authors == ["alice", "bob", "bob", "bob", "carol", "carol", "carol", "carol", "carol", "carol"]
+    assert authors == ["alice", "bob", "bob", "bob", "carol", "carol", "carol", "carol", "carol", "carol", "carol"]
     times = [e["time"] for e in closed["timeline"]]
     assert times == sorted(times)
     by_kind = {e["kind"]: e for e in closed["timeline"]}
@@ -150,7 +165,7 @@ def test_mitigating_or_resolving_an_open_incident_acknowledges_it_first(svc, clo
 def test_invalid_transitions_are_conflicts_and_change_nothing(svc, setup, action, message):
     iid = svc.open("x", "SEV-2", "alice")["id"]
     for step in setup:
-        getattr(svc, step)(iid, "bob")
+        getattr(svc, step)(iid, "bob", **(FORCE if step == "close" else {}))
     before = svc.get(iid)
     with pytest.raises(IncidentConflictError, match=message):
         action(svc, iid)
@@ -201,7 +216,7 @@ def test_list_filters_and_flags_overdue_postmortems(svc, clock):
     clock.advance(hours=48, seconds=1)
     listed = {i["id"]: i for i in svc.list_incidents()}
     assert listed[a]["postmortem_overdue"] and not listed[b]["postmortem_overdue"]
-    svc.close(a, "bob")
+    svc.close(a, "bob", **FORCE)
     assert not svc.get(a)["postmortem_overdue"]
     with pytest.raises(IncidentInputError, match="accepted active, open"):
         svc.list_incidents(["nope"])

@@ -113,7 +113,8 @@ def test_cli_runs_an_incident_from_open_to_postmortem(tmp_path, chat):
     done = runner.invoke(app, ["incident", "postmortem", iid, "--output", str(out), *db_args])
     assert done.exit_code == 0, done.output
     assert out.read_text().startswith(f"# Post-mortem (draft): incident #{iid}: API down")
-    assert _cli("incident", "close", iid, "--author", "carol", *db_args)["status"] == "closed"
+    closed = _cli("incident", "close", iid, "--force", "--reason", "checked by hand", "--author", "carol", *db_args)
+    assert closed["status"] == "closed" and closed["timeline"][-2]["kind"] == "close_forced"
     shown = runner.invoke(app, ["incident", "show", iid, *db_args])
     assert "closed" in shown.output and "checking the volume" in shown.output
 
@@ -131,8 +132,11 @@ def test_cli_list_flags_overdue_postmortems_and_errors_are_clear(tmp_path, db):
     assert missing.exit_code == 1 and "no incident with id 999" in missing.output
     bad = runner.invoke(app, ["incident", "open", "--title", "x", "--sev", "P1", "--database-url", url])
     assert bad.exit_code == 2 and "expected one of SEV-1" in bad.output
-    conflict = runner.invoke(app, ["incident", "close", str(iid), "--database-url", url])
+    unverified = runner.invoke(app, ["incident", "close", str(iid), "--database-url", url])
+    assert unverified.exit_code == 2 and "needs a passing smoke run" in unverified.output
+    force = ["--force", "--reason", "verified by hand"]
+    conflict = runner.invoke(app, ["incident", "close", str(iid), *force, "--database-url", url])
     assert conflict.exit_code == 0  # resolved -> closed is allowed
-    again = runner.invoke(app, ["incident", "close", str(iid), "--database-url", url])
+    again = runner.invoke(app, ["incident", "close", str(iid), *force, "--database-url", url])
     assert again.exit_code == 2 and "it is closed" in again.output
     assert "| SEV-1 | Critical |" in runner.invoke(app, ["incident", "severities"]).stdout

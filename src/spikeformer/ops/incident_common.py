@@ -55,6 +55,8 @@ EVENT_KINDS: dict[str, str] = {
     "mitigated": "the impact is stopped (status -> mitigated)",
     "resolved": "the cause is fixed (status -> resolved)",
     "closed": "the post-mortem is done (status -> closed)",
+    "smoke": "the passing smoke run (`spikeformer smoke`) that verified recovery before closing",
+    "close_forced": "closed without a passing smoke run (`force`), with the reason given",
     "alert_firing": "an Alertmanager alert of the incident's group fired (or fired again)",
     "alert_resolved": "an Alertmanager alert of the incident's group resolved",
     "alerts_resolved": "every alert of the incident has resolved (the incident itself stays as it is)",

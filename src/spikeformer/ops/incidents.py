@@ -11,7 +11,8 @@ State machine (every change is a timeline event with its author and time)::
 - `acknowledged`: someone owns it (the first acknowledger becomes commander unless one is assigned).
 - `mitigated`: the impact has stopped; the cause may still be there.
 - `resolved`: the cause is fixed; the post-mortem falls due 48 h later.
-- `closed`: the post-mortem is done; only notes can still be added.
+- `closed`: the post-mortem is done and a passing smoke run (`spikeformer.ops.smoke`) verified the recovery, or
+  someone forced the close with a reason; only notes can still be added.
 
 While an incident is active (open, acknowledged, mitigated) a progress update is due every
 `update_interval_minutes` of its SEV (counted from the last update, or from opening). Severities come from the one
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,6 +65,7 @@ from spikeformer.ops.incident_common import (
 from spikeformer.ops.incident_messages import MESSAGE_KINDS, check_url, post_to_chat, render_message
 from spikeformer.ops.incident_postmortem import render_postmortem
 from spikeformer.ops.severity import SEVERITIES, Severity, get_severity
+from spikeformer.ops.smoke import SmokeResultError, assess_result
 from spikeformer.store import (
     EVENT_VISIBILITIES,
     INCIDENT_STATUSES,
@@ -614,15 +616,71 @@ class IncidentService:
                 for message, data in outcomes:
                     self._event(repo, incident_id, "silence", author, message, data=data)
 
-    def close(self, incident_id: int, author: str, message: str = "") -> dict[str, Any]:
-        """Close a resolved incident (its post-mortem is done)."""
+    def close(
+        self,
+        incident_id: int,
+        author: str,
+        message: str = "",
+        smoke: Mapping[str, Any] | None = None,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Close a resolved incident (its post-mortem is done) once a passing smoke run verified the recovery.
+
+        The smoke run's summary is attached to the timeline (`smoke`, internal); `force` closes without one and
+        records the reason (`close_forced`, internal). See `spikeformer.ops.smoke.assess_result` for what passes.
+
+        Args:
+            incident_id: the incident.
+            author: who closes it.
+            message: added to the `closed` entry (e.g. where the post-mortem is).
+            smoke: the JSON of `spikeformer smoke --json` (`SmokeResult.to_dict()`).
+            force: close without a passing smoke run; needs `reason`.
+            reason: why closing without one is right (required with `force`).
+
+        Raises:
+            IncidentConflictError: the incident is not resolved; neither a smoke run nor force was given; the
+                smoke run failed, skipped a required check or is older than an hour.
+            IncidentInputError: a malformed smoke result, force without a reason, or both smoke and force.
+        """
         author = _author(author)
         message = _text(message, "message")
+        reason = _text(reason, "reason")
+        if smoke is not None and force:
+            raise IncidentInputError("give either a passing smoke run or force with a reason, not both")
+        if force and not reason:
+            raise IncidentInputError("force needs a reason: why may the incident close without a passing smoke run?")
         now = self.clock()
         with self.db.session() as s:
             repo = IncidentRepository(s)
             incident = self._load(repo, incident_id)
             self._require(incident, ("resolved",), "close")
+            if force:
+                self._event(
+                    repo,
+                    incident_id,
+                    "close_forced",
+                    author,
+                    f"Closed without a passing smoke run (forced): {reason}",
+                    data={"reason": reason},
+                )
+            elif smoke is None:
+                raise IncidentConflictError(
+                    f"closing incident {incident_id} needs a passing smoke run of the recovered service "
+                    "(`spikeformer incident close ID --smoke-url URL --api-key KEY`, or the API's `smoke`: the JSON "
+                    "of `spikeformer smoke --json`), or force with a reason"
+                )
+            else:
+                try:
+                    passed, verdict, summary = assess_result(smoke, now)
+                except SmokeResultError as e:
+                    raise IncidentInputError(str(e)) from None
+                if not passed:
+                    raise IncidentConflictError(
+                        f"incident {incident_id} stays resolved: {verdict}; fix it and run `spikeformer smoke` again, "
+                        "or close with force and a reason"
+                    )
+                self._event(repo, incident_id, "smoke", author, f"Recovery verified: {verdict}", data=summary)
             incident.status = "closed"
             incident.closed_at = now
             self._event(repo, incident_id, "closed", author, "Closed" + (f": {message}" if message else ""))

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spikeformer import __version__
 from spikeformer.serve import metrics
-from spikeformer.serve.api import admin, classify, console, incidents, jobs, oip
+from spikeformer.serve.api import admin, classify, console, incidents, jobs, oip, status
 from spikeformer.serve.errors import ServiceError
 from spikeformer.serve.model_repository import ModelRepository
 from spikeformer.serve.records import RecordBuffer
@@ -258,7 +258,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for module in (oip, classify, admin, jobs, incidents, console):
+    for module in (oip, classify, admin, jobs, incidents, console, status):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     return app

@@ -186,9 +186,30 @@ class ResolveBody(_Body):
     expire_silences: bool = Field(True, description="Expire the silences created when it was acknowledged")
 
 
+class SmokeCheckBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    status: Literal["pass", "fail", "skip"]
+    seconds: float = Field(0.0, ge=0, le=86_400)
+    detail: Annotated[str, Field(max_length=2000)] = ""
+
+
+class SmokeBody(BaseModel):
+    """The JSON printed by `spikeformer smoke --json` (fields it adds are ignored; `ok` is recomputed)."""
+
+    model_config = ConfigDict(extra="ignore")
+    url: Annotated[str, Field(max_length=2000)] = ""
+    started_at: datetime
+    finished_at: datetime
+    checks: Annotated[list[SmokeCheckBody], Field(min_length=1, max_length=500)]
+
+
 class CloseBody(_Body):
     message: Text = ""
     author: Name | None = None
+    smoke: SmokeBody | None = Field(None, description="A passing `spikeformer smoke --json` result (within 1 h)")
+    force: bool = Field(False, description="Close without a passing smoke run; needs `reason` (recorded)")
+    reason: Text | None = None
 
 
 class PostMessageBody(_Body):
@@ -355,10 +376,22 @@ async def resolve(incident_id: IncidentId, state: State, key: AdminKey, body: Re
     )
 
 
-@router.post("/v1/incidents/{incident_id}/close", summary="Close a resolved incident (post-mortem done)")
+@router.post(
+    "/v1/incidents/{incident_id}/close",
+    summary="Close a resolved incident (post-mortem done) with a passing smoke run, or force and a reason",
+)
 async def close(incident_id: IncidentId, state: State, key: AdminKey, body: CloseBody | None = None) -> dict:
     body = body or CloseBody()
-    return await _call(state, _service(state).close, incident_id, _author(body.author, key), body.message)
+    return await _call(
+        state,
+        _service(state).close,
+        incident_id,
+        _author(body.author, key),
+        body.message,
+        smoke=body.smoke.model_dump(mode="json") if body.smoke else None,
+        force=body.force,
+        reason=body.reason,
+    )
 
 
 @router.post(

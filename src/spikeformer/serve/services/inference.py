@@ -197,7 +197,13 @@ class InferenceService:
                 spikes=int(spikes.sum()),
                 energy_j=float(sum(energy)) if energy else None,
             )
-            info.update(spikes=[int(s) for s in spikes.tolist()], energy=energy, estimate=est, latency_s=latency)
+            info.update(
+                spikes=[int(s) for s in spikes.tolist()],
+                energy=energy,
+                estimate=est,
+                latency_s=latency,
+                record_id=record["id"],
+            )
             return mv, result, info
         except ServiceError as e:
             latency = time.perf_counter() - start
@@ -259,6 +265,7 @@ class InferenceService:
             "batch_size": result.batch_size,
             "queue_ms": round(result.queue_s * 1e3, 3),
             "compute_ms": round(result.compute_s * 1e3, 3),
+            "record_id": info.get("record_id"),
         }
         if est is not None:
             p.update(energy_j=info["energy"], energy_model=est.hardware, energy_note=est.assumption)
