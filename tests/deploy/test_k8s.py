@@ -301,14 +301,22 @@ def apply_json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
     return doc
 
 
-def test_maintenance_overlay_switches_every_ingress_path_to_the_static_503_backend() -> None:
+STATUS_PATHS = {"/status", "/status.json"}
+
+
+def test_maintenance_overlay_switches_every_api_path_to_the_static_503_backend() -> None:
     overlay = yaml.safe_load((MAINTENANCE_OVERLAY / "kustomization.yaml").read_text())
     (patch,) = overlay["patches"]
     assert patch["target"]["kind"] == "Ingress" and patch["target"]["name"] == "spikeformer-ingress"
     ingress = yaml.safe_load(yaml.safe_dump(by_kind("Ingress")["spikeformer-ingress"]))
     patched = apply_json_patch(ingress, yaml.safe_load(patch["patch"]))
-    backends = ingress_backends(patched)
+    paths = [p for rule in patched["spec"]["rules"] for p in rule["http"]["paths"]]
+    backends = [p["backend"]["service"] for p in paths if p["path"] not in STATUS_PATHS]
     assert backends and all(b["name"] == "spikeformer-maintenance" for b in backends)
+    # the public status page stays reachable during maintenance: that is where users read about it
+    status = [p["backend"]["service"]["name"] for p in paths if p["path"] in STATUS_PATHS]
+    assert sorted(p["path"] for p in paths if p["path"] in STATUS_PATHS) == sorted(STATUS_PATHS)
+    assert status == ["spikeformer-api", "spikeformer-api"]
     service = by_kind("Service")["spikeformer-maintenance"]
     assert all(b["port"]["name"] in {p["name"] for p in service["spec"]["ports"]} for b in backends)
     nginx = by_kind("ConfigMap")["spikeformer-maintenance"]["data"]["default.conf"]
