@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,8 +24,10 @@ from fastapi.responses import FileResponse, HTMLResponse
 from prometheus_client.metrics import MetricWrapperBase
 
 from spikeformer.serve import metrics
+from spikeformer.serve.api.classify import default_model, read_upload
 from spikeformer.serve.api.deps import InferKey, State
-from spikeformer.serve.errors import bad_request, not_found, too_large
+from spikeformer.serve.errors import not_found
+from spikeformer.serve.services.tensors import decode_image
 
 __all__ = ["RASTER_LAYERS", "RASTER_NEURONS", "TRY_HARDWARE", "router"]
 
@@ -101,26 +102,6 @@ async def stats(state: State) -> dict:
         "queue_depth": queued,
         "maintenance": state.inference.maintenance.to_dict(),
     }
-
-
-def _decode(data: bytes, shape: tuple[int, int, int]) -> torch.Tensor:
-    """PNG/JPEG bytes -> uint8 ``[1, C, H, W]`` resized to the model's input (as ``/v1/classify`` does)."""
-    from PIL import Image, UnidentifiedImageError
-
-    c, h, w = shape
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise bad_request("the upload is not a readable image; accepted: PNG or JPEG files") from None
-    if img.format not in ("PNG", "JPEG"):
-        raise bad_request(f"image format {img.format} is not accepted; accepted: PNG or JPEG")
-    img = img.convert("L" if c == 1 else "RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[None, None] if c == 1 else arr.transpose(2, 0, 1)[None]
-    return torch.from_numpy(arr.copy())
 
 
 def _profile(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
@@ -205,15 +186,10 @@ async def try_model(
     model: Annotated[str | None, Form()] = None,
     version: Annotated[str | None, Form()] = None,
 ) -> dict:
-    data = await file.read(state.settings.max_body_bytes + 1)
-    if len(data) > state.settings.max_body_bytes:
-        raise too_large(f"the image is larger than {state.settings.max_body_bytes} bytes")
-    if not data:
-        raise bad_request("the uploaded file is empty; send a PNG or JPEG image in the multipart field 'file'")
-    name = model or state.settings.default_model or (state.repo.model_names() or [""])[0]
-    prediction = await state.inference.classify(name, version, data)
+    data = await read_upload(state, file)
+    prediction = await state.inference.classify(default_model(state, model), version, data)
     mv = state.inference.resolve(prediction["model_name"], prediction["model_version"])
-    x = mv.pipeline.preprocess(_decode(data, mv.pipeline.input_shape))
+    x = mv.pipeline.preprocess(decode_image(data, mv.pipeline.input_shape)[0])
     # The inference executor runs one task at a time: the profile never overlaps a batch on the same model.
     details = await asyncio.get_running_loop().run_in_executor(state.inference.executor, _profile, mv.pipeline.model, x)
     return {"prediction": prediction, **details}

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from spikeformer.serve import metrics
 from spikeformer.serve.batcher import BatchResult, DynamicBatcher, QueueFullError
-from spikeformer.serve.errors import ServiceError, bad_request, not_found, timeout, unavailable
+from spikeformer.serve.errors import ServiceError, not_found, timeout, unavailable
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository, ModelVersion
 from spikeformer.serve.records import RecordBuffer
-from spikeformer.serve.services.tensors import parse_input_tensor, requested_outputs
+from spikeformer.serve.services.tensors import decode_image, parse_input_tensor, requested_outputs
 from spikeformer.serve.settings import ServiceSettings
 
 __all__ = ["InferenceService", "Maintenance", "EnergyEstimate"]
@@ -275,23 +273,8 @@ class InferenceService:
         """One PNG/JPEG image -> class, probabilities, spikes, energy."""
 
         def make_input(mv: ModelVersion):
-            c, h, w = mv.pipeline.input_shape
-            try:
-                from PIL import Image, UnidentifiedImageError
-
-                img = Image.open(io.BytesIO(data))
-                img.load()
-            except (UnidentifiedImageError, OSError, ValueError):
-                raise bad_request("the upload is not a readable image; accepted: PNG or JPEG files") from None
-            if img.format not in ("PNG", "JPEG"):
-                raise bad_request(f"image format {img.format} is not accepted; accepted: PNG or JPEG")
-            original = img.size
-            img = img.convert("L" if c == 1 else "RGB")
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-            arr = arr[None, None] if c == 1 else arr.transpose(2, 0, 1)[None]
-            return mv.pipeline.preprocess(torch.from_numpy(arr.copy())), {"original_size": list(original)}
+            images, original = decode_image(data, mv.pipeline.input_shape)
+            return mv.pipeline.preprocess(images), {"original_size": original}
 
         mv, result, info = await self.predict(name, version, make_input)
         probs = torch.softmax(result.logits[0], 0)

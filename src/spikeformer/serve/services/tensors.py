@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 
 from spikeformer.serve.errors import bad_request
 
-__all__ = ["DATATYPES", "parse_input_tensor", "requested_outputs", "OUTPUT_NAMES"]
+__all__ = ["DATATYPES", "parse_input_tensor", "requested_outputs", "OUTPUT_NAMES", "decode_image"]
 
 DATATYPES = ("UINT8", "FP32")
 OUTPUT_NAMES = ("logits", "class")
@@ -96,3 +97,24 @@ def requested_outputs(body: dict[str, Any]) -> list[str]:
     if unknown:
         raise bad_request(f"unknown output(s) {unknown}; accepted: {list(OUTPUT_NAMES)}")
     return names
+
+
+def decode_image(data: bytes, input_shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[int]]:
+    """PNG/JPEG bytes -> (uint8 ``[1, C, H, W]`` converted and resized to the model's input, original ``[W, H]``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = input_shape
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise bad_request("the upload is not a readable image; accepted: PNG or JPEG files") from None
+    if img.format not in ("PNG", "JPEG"):
+        raise bad_request(f"image format {img.format} is not accepted; accepted: PNG or JPEG")
+    original = list(img.size)
+    img = img.convert("L" if c == 1 else "RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    arr = arr[None, None] if c == 1 else arr.transpose(2, 0, 1)[None]
+    return torch.from_numpy(arr.copy()), original
