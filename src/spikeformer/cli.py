@@ -1171,6 +1171,14 @@ def profile(
     console.print(f"inputs: {inputs}; wrote {', '.join(files.values())}", highlight=False)
 
 
+# Commands that live beside their subpackage (imported last: they use this module's helpers).
+from spikeformer.convert.cli import register as _register_convert  # noqa: E402
+from spikeformer.hardware.cli import register as _register_hardware  # noqa: E402
+
+_register_convert(app)
+_register_hardware(app)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

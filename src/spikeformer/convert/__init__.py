@@ -1,0 +1,1 @@
+"""ANN -> SNN conversion of pre-trained transformers (issue 10)."""
