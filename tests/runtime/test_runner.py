@@ -36,7 +36,7 @@ def test_run_with_stats_counts_spikes_per_sample():
     x = torch.rand(5, 1, 28, 28) * 3
     logits, stats = runner.run_with_stats(x)
     assert stats.spikes.shape == (5,) and (stats.spikes > 0).all()
-    single = torch.stack([runner.run_with_stats(x[i:i + 1])[1].spikes[0] for i in range(5)])
+    single = torch.stack([runner.run_with_stats(x[i : i + 1])[1].spikes[0] for i in range(5)])
     assert torch.equal(single, stats.spikes)  # counts are per sample, independent of batching
     assert torch.allclose(logits, runner.run(x))
 

@@ -13,6 +13,9 @@ backward runs the recurrence in reverse by hand. With ``a = 1 - 1/tau`` (LIF wit
 
 ``sg'`` is the surrogate derivative (``spikeformer.functional.surrogate``). Tested against the step-by-step reference
 (``tests/functional/test_fused.py``): identical spikes, gradients equal to float rounding.
+
+On the CPU in float32 both directions run in the compiled kernel of ``spikeformer.runtime.kernels`` (one pass over
+``[T, N]``, the same operations in the same order); elsewhere (CUDA, other dtypes, no compiler) in the torch loop below.
 """
 
 from __future__ import annotations
@@ -26,9 +29,32 @@ __all__ = ["fused_multistep", "SURROGATE_GRADS"]
 SURROGATE_GRADS = {"sigmoid": sigmoid_grad, "atan": atan_grad, "fast_sigmoid": fast_sigmoid_grad}
 
 
+SURROGATE_KINDS = {"sigmoid": 0, "atan": 1, "fast_sigmoid": 2}  # the kernel's numbering
+
+
+def _kernels(*tensors: torch.Tensor):
+    """The compiled kernels when every tensor is a float32 CPU tensor and they are available, else ``None``."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return None
+    from spikeformer.runtime import kernels
+
+    return kernels.get()
+
+
 class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, a, b, v_rest, theta, v_reset, detach_reset, surrogate, alpha):  # type: ignore[override]
+        ctx.params = (a, b, theta, v_reset, detach_reset, surrogate, alpha)
+        k = _kernels(x_seq, v0)
+        if k is not None:
+            v0 = v0.expand(x_seq.shape[1:]) if v0.shape != x_seq.shape[1:] else v0
+            keep_h = any(ctx.needs_input_grad[:2])  # the charged potentials are needed only for backward
+            c = (1.0 - a) * v_rest
+            s_seq, v, h_seq = k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)
+            ctx.save_for_backward(h_seq, s_seq)
+            ctx.kernel = True
+            return s_seq, v
+        ctx.kernel = False
         h_seq = torch.empty_like(x_seq)
         s_seq = torch.empty_like(x_seq)
         v = v0
@@ -42,13 +68,31 @@ class _FusedLIF(torch.autograd.Function):
             h_seq[t] = h
             s_seq[t] = s
         ctx.save_for_backward(h_seq, s_seq)
-        ctx.params = (a, b, theta, v_reset, detach_reset, surrogate, alpha)
         return s_seq, v
 
     @staticmethod
     def backward(ctx, grad_s, grad_v):  # type: ignore[override]
         h_seq, s_seq = ctx.saved_tensors
         a, b, theta, v_reset, detach_reset, surrogate, alpha = ctx.params
+        if ctx.kernel:
+            from spikeformer.runtime import kernels
+
+            g_v = grad_v if grad_v is not None else torch.zeros_like(h_seq[0])
+            grad_s = grad_s if grad_s is not None else torch.zeros_like(h_seq)
+            grad_x, g_v = kernels.get().lif_backward(
+                h_seq,
+                grad_s,
+                g_v,
+                a,
+                b,
+                theta,
+                v_reset is None,
+                v_reset or 0.0,
+                detach_reset,
+                SURROGATE_KINDS[surrogate],
+                alpha,
+            )
+            return grad_x, g_v, None, None, None, None, None, None, None, None
         sg = SURROGATE_GRADS[surrogate]
         grad_x = torch.empty_like(h_seq)
         g_v = grad_v if grad_v is not None else torch.zeros_like(h_seq[0])

@@ -7,6 +7,7 @@ It owns a model in eval mode on one device and runs batches of preprocessed inpu
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,9 @@ from torch import nn
 
 from spikeformer.nn.fold import fold_batchnorm
 from spikeformer.nn.neuron import BaseNeuron
+from spikeformer.runtime import kernels
+from spikeformer.runtime.event import to_event_driven
+from spikeformer.runtime.pool import to_separable_pooling
 
 __all__ = ["Runner", "RunStats", "PRECISIONS"]
 
@@ -43,8 +47,12 @@ class Runner:
         precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not);
             ``auto`` = bf16 on CUDA and on CPUs with AMX, else fp32.
         max_batch_size: larger inputs are split into chunks of this size.
-        optimize: fold BatchNorm into the weights and run every neuron with the fused multi-step kernel (float32
-            results equal the reference up to rounding); the caller's model is not modified.
+        optimize: fold BatchNorm into the weights, run every neuron with the fused multi-step kernel (compiled on
+            the CPU) and, on the CPU, max-pool separably (float32 results equal the reference up to rounding); the
+            caller's model is not modified.
+        event_driven: on the CPU in float32, run spike-fed linear and 3x3 conv layers with the event-driven kernels
+            of ``spikeformer.runtime.event`` below each layer's measured crossover density. ``None`` (default): when
+            ``optimize`` is on and the compiled kernels are available.
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class Runner:
         precision: str = "fp32",
         max_batch_size: int = 256,
         optimize: bool = True,
+        event_driven: bool | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; accepted: {PRECISIONS}")
@@ -68,11 +77,18 @@ class Runner:
             for m in model.modules():
                 if isinstance(m, BaseNeuron):
                     m.backend = "fused"
-        self.model = model.to(self.device)
-        self.optimized = optimize
+            if self.device.type == "cpu":
+                to_separable_pooling(model)
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
         self.precision = precision
+        if event_driven is None:
+            event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
+        if event_driven:
+            model = to_event_driven(model if optimize else copy.deepcopy(model))  # never the caller's model
+        self.event_driven = bool(event_driven)
+        self.model = model.to(self.device)
+        self.optimized = optimize
         self.max_batch_size = max_batch_size
         self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron)]
 

@@ -1,0 +1,336 @@
+// CPU kernels of spikeformer.runtime.kernels (built on first use by torch.utils.cpp_extension).
+//
+// 1. Multi-step LIF/IF (forward and backward): one pass over [T, N] with the membrane kept in a register, instead of
+//    several tensor operations per time step. Same recurrence and the same float32 operation order as
+//    spikeformer.functional.fused (the reference), so spikes are identical:
+//        h_t = a v_{t-1} + b x_t (+ c)      s_t = [h_t >= theta]
+//        v_t = h_t - theta s_t (soft)      v_t = h_t (1 - s_t) + v_reset s_t (hard)
+// 2. Event-driven products for inputs that are mostly zero (spikes, sums of spikes): only the non-zero inputs touch
+//    the weights, so the work scales with the firing rate. out[m, :] = bias + sum_{k: x[m,k] != 0} x[m,k] W^T[k, :].
+//    A 3x3 / stride 1 / padding 1 convolution is the same product over the 9 shifted neighbours (weights laid out as
+//    [(dy, dx, c_in), c_out]).
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+constexpr int64_t NB = 64;  // output columns kept in registers while the non-zero inputs stream by
+
+// Non-zero entries of each row of x [M, K]: idx[m * K + j], val[m * K + j] for j < nnz[m].
+void row_events(const float* x, int64_t M, int64_t K, int32_t* idx, float* val, int32_t* nnz) {
+#pragma omp parallel for schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * K;
+    int32_t* ri = idx + m * K;
+    float* rv = val + m * K;
+    int32_t n = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = row[k];
+      if (v != 0.0f) {
+        ri[n] = static_cast<int32_t>(k);
+        rv[n] = v;
+        ++n;
+      }
+    }
+    nnz[m] = n;
+  }
+}
+
+// out[m, n0:n0+NB] = bias + sum_j val[j] * wt[idx[j], n0:n0+NB] for one row's event list.
+inline void accumulate_block(const int32_t* idx, const float* val, int32_t n, const float* wt, int64_t N, int64_t n0,
+                             int64_t nb, const float* bias, float* out) {
+#ifdef __AVX512F__
+  // four 16-float accumulators stay in registers; a partial block masks its last vectors
+  __mmask16 mk[4];
+  for (int q = 0; q < 4; ++q) {
+    const int64_t left = nb - 16 * q;
+    mk[q] = left >= 16 ? static_cast<__mmask16>(0xFFFF) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u);
+  }
+  __m512 a0 = bias ? _mm512_maskz_loadu_ps(mk[0], bias + n0) : _mm512_setzero_ps();
+  __m512 a1 = bias ? _mm512_maskz_loadu_ps(mk[1], bias + n0 + 16) : _mm512_setzero_ps();
+  __m512 a2 = bias ? _mm512_maskz_loadu_ps(mk[2], bias + n0 + 32) : _mm512_setzero_ps();
+  __m512 a3 = bias ? _mm512_maskz_loadu_ps(mk[3], bias + n0 + 48) : _mm512_setzero_ps();
+  if (nb == NB) {
+    for (int32_t j = 0; j < n; ++j) {
+      const float* w = wt + static_cast<int64_t>(idx[j]) * N + n0;
+      const __m512 v = _mm512_set1_ps(val[j]);
+      a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w), a0);
+      a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 16), a1);
+      a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 32), a2);
+      a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 48), a3);
+    }
+  } else {
+    for (int32_t j = 0; j < n; ++j) {
+      const float* w = wt + static_cast<int64_t>(idx[j]) * N + n0;
+      const __m512 v = _mm512_set1_ps(val[j]);
+      a0 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk[0], w), a0);
+      a1 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk[1], w + 16), a1);
+      a2 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk[2], w + 32), a2);
+      a3 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk[3], w + 48), a3);
+    }
+  }
+  _mm512_mask_storeu_ps(out + n0, mk[0], a0);
+  _mm512_mask_storeu_ps(out + n0 + 16, mk[1], a1);
+  _mm512_mask_storeu_ps(out + n0 + 32, mk[2], a2);
+  _mm512_mask_storeu_ps(out + n0 + 48, mk[3], a3);
+  return;
+#endif
+  float acc[NB];
+  for (int64_t i = 0; i < nb; ++i) acc[i] = bias != nullptr ? bias[n0 + i] : 0.0f;
+  for (int32_t j = 0; j < n; ++j) {
+    const float* w = wt + static_cast<int64_t>(idx[j]) * N + n0;
+    const float v = val[j];
+    for (int64_t i = 0; i < nb; ++i) acc[i] += v * w[i];
+  }
+  for (int64_t i = 0; i < nb; ++i) out[n0 + i] = acc[i];
+}
+
+}  // namespace
+
+// x [M, K] float32 (mostly zeros), wt [K, N] float32 (the transposed weight), bias [N] or empty -> [M, N].
+torch::Tensor event_linear(torch::Tensor x, torch::Tensor wt, torch::Tensor bias) {
+  TORCH_CHECK(x.dim() == 2 && wt.dim() == 2 && x.size(1) == wt.size(0), "event_linear: shapes [M,K] x [K,N]");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && wt.scalar_type() == torch::kFloat32, "event_linear: float32");
+  x = x.contiguous();
+  wt = wt.contiguous();
+  const int64_t M = x.size(0), K = x.size(1), N = wt.size(1);
+  auto out = torch::empty({M, N}, x.options());
+  auto idx = torch::empty({M, K}, x.options().dtype(torch::kInt32));
+  auto val = torch::empty({M, K}, x.options());
+  auto nnz = torch::empty({M}, x.options().dtype(torch::kInt32));
+  row_events(x.data_ptr<float>(), M, K, idx.data_ptr<int32_t>(), val.data_ptr<float>(), nnz.data_ptr<int32_t>());
+  const float* b = bias.numel() ? bias.contiguous().data_ptr<float>() : nullptr;
+  const int32_t* pi = idx.data_ptr<int32_t>();
+  const float* pv = val.data_ptr<float>();
+  const int32_t* pn = nnz.data_ptr<int32_t>();
+  const float* pw = wt.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  const int64_t blocks = (N + NB - 1) / NB;
+  // column block outer: its slice of W^T (K x 64 floats) stays in cache while every row streams past it
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t nbk = 0; nbk < blocks; ++nbk) {
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t n0 = nbk * NB;
+      accumulate_block(pi + m * K, pv + m * K, pn[m], pw, N, n0, std::min(NB, N - n0), b, po + m * N);
+    }
+  }
+  return out;
+}
+
+// x [B, C, H, W] float32 (mostly zeros), wt [9 * C, O] ((dy, dx, c) major), bias [O] or empty -> [B, O, H, W];
+// 3x3 kernel, stride 1, zero padding 1.
+torch::Tensor event_conv3x3(torch::Tensor x, torch::Tensor wt, torch::Tensor bias) {
+  TORCH_CHECK(x.dim() == 4 && wt.dim() == 2 && wt.size(0) == 9 * x.size(1), "event_conv3x3: shapes [B,C,H,W], [9C,O]");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && wt.scalar_type() == torch::kFloat32, "event_conv3x3: float32");
+  x = x.contiguous();
+  wt = wt.contiguous();
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), O = wt.size(1);
+  const int64_t HW = H * W, P = B * HW;
+  // events of every input pixel (channel index and value), channels in increasing order
+  auto idx = torch::empty({P, C}, x.options().dtype(torch::kInt32));
+  auto val = torch::empty({P, C}, x.options());
+  auto nnz = torch::zeros({P}, x.options().dtype(torch::kInt32));
+  int32_t* pi = idx.data_ptr<int32_t>();
+  float* pv = val.data_ptr<float>();
+  int32_t* pn = nnz.data_ptr<int32_t>();
+  const float* px = x.data_ptr<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t bb = 0; bb < B; ++bb) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float* plane = px + (bb * C + c) * HW;
+      for (int64_t q = 0; q < HW; ++q) {
+        const float v = plane[q];
+        if (v != 0.0f) {
+          const int64_t pix = bb * HW + q;
+          const int32_t j = pn[pix]++;
+          pi[pix * C + j] = static_cast<int32_t>(c);
+          pv[pix * C + j] = v;
+        }
+      }
+    }
+  }
+  auto out = torch::empty({B, O, H, W}, x.options());
+  const float* b = bias.numel() ? bias.contiguous().data_ptr<float>() : nullptr;
+  const float* pw = wt.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  const int64_t blocks = (O + NB - 1) / NB;
+  constexpr int64_t TILE = 32;  // output pixels of one image row-run whose event lists are gathered together
+  const int64_t tiles_per_image = (HW + TILE - 1) / TILE;
+#pragma omp parallel
+  {
+    std::vector<int32_t> gi(TILE * 9 * C);
+    std::vector<float> gv(TILE * 9 * C);
+    std::vector<float> buf(TILE * O);  // [pixel, O] results of the tile, written out as [O, pixel]
+    int32_t gn[TILE];
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < B * tiles_per_image; ++tile) {
+      const int64_t bb = tile / tiles_per_image;
+      const int64_t q0 = (tile % tiles_per_image) * TILE, q1 = std::min(HW, q0 + TILE);
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t y = q / W, xx = q % W;
+        int32_t* li = gi.data() + (q - q0) * 9 * C;
+        float* lv = gv.data() + (q - q0) * 9 * C;
+        int32_t n = 0;
+        for (int64_t dy = 0; dy < 3; ++dy) {
+          const int64_t sy = y + dy - 1;
+          if (sy < 0 || sy >= H) continue;
+          for (int64_t dx = 0; dx < 3; ++dx) {
+            const int64_t sx = xx + dx - 1;
+            if (sx < 0 || sx >= W) continue;
+            const int64_t src = bb * HW + sy * W + sx;
+            const int32_t base = static_cast<int32_t>((dy * 3 + dx) * C);
+            const int32_t* qi = pi + src * C;
+            const float* qv = pv + src * C;
+            for (int32_t j = 0; j < pn[src]; ++j) {
+              li[n] = base + qi[j];
+              lv[n] = qv[j];
+              ++n;
+            }
+          }
+        }
+        gn[q - q0] = n;
+      }
+      for (int64_t nbk = 0; nbk < blocks; ++nbk) {
+        const int64_t n0 = nbk * NB;
+        for (int64_t q = q0; q < q1; ++q)
+          accumulate_block(gi.data() + (q - q0) * 9 * C, gv.data() + (q - q0) * 9 * C, gn[q - q0], pw, O, n0,
+                           std::min(NB, O - n0), b, buf.data() + (q - q0) * O);
+      }
+      for (int64_t o = 0; o < O; ++o) {
+        float* dst = po + (bb * O + o) * HW;
+        for (int64_t q = q0; q < q1; ++q) dst[q] = buf[(q - q0) * O + o];
+      }
+    }
+  }
+  return out;
+}
+
+// Multi-step LIF/IF forward. x [T, N] -> (s [T, N], v_T [N], h [T, N] when keep_h else empty).
+std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double a, double b, double c, double theta,
+                                       bool soft, double v_reset, bool keep_h) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && v0.scalar_type() == torch::kFloat32, "lif_forward: float32");
+  x = x.contiguous();
+  v0 = v0.contiguous();
+  const int64_t T = x.size(0), N = x.numel() / std::max<int64_t>(T, 1);
+  TORCH_CHECK(v0.numel() == N, "lif_forward: v0 must have one value per neuron");
+  auto s = torch::empty_like(x);
+  auto v = torch::empty_like(v0);
+  auto h = keep_h ? torch::empty_like(x) : torch::empty({0}, x.options());
+  const float fa = a, fb = b, fc = c, ft = theta, fr = v_reset;
+  const bool add_c = c != 0.0;
+  const float* px = x.data_ptr<float>();
+  const float* pv0 = v0.data_ptr<float>();
+  float* ps = s.data_ptr<float>();
+  float* pv = v.data_ptr<float>();
+  float* ph = keep_h ? h.data_ptr<float>() : nullptr;
+  // neurons in chunks (membrane of a chunk stays in L1), time outer, neurons inner (vectorised)
+  constexpr int64_t CH = 512;
+  const int64_t chunks = (N + CH - 1) / CH;
+#pragma omp parallel for schedule(static)
+  for (int64_t ck = 0; ck < chunks; ++ck) {
+    const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
+    alignas(64) float vm[CH];
+    for (int64_t i = 0; i < len; ++i) vm[i] = pv0[n0 + i];
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = px + t * N + n0;
+      float* st = ps + t * N + n0;
+      float* ht = ph ? ph + t * N + n0 : nullptr;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) {
+        float hm = vm[i] * fa + xt[i] * fb;
+        if (add_c) hm = hm + fc;
+        const float sp = (hm - ft) >= 0.0f ? 1.0f : 0.0f;
+        vm[i] = soft ? hm - ft * sp : hm * (1.0f - sp) + fr * sp;
+        st[i] = sp;
+        if (ht) ht[i] = hm;
+      }
+    }
+    for (int64_t i = 0; i < len; ++i) pv[n0 + i] = vm[i];
+  }
+  return {s, v, h};
+}
+
+namespace {
+constexpr float kPi = 3.14159265358979323846f;
+inline float surrogate_grad(int kind, float u, float alpha) {
+  if (kind == 0) {  // sigmoid
+    const float sg = 1.0f / (1.0f + std::exp(-alpha * u));
+    return alpha * sg * (1.0f - sg);
+  }
+  if (kind == 1) {  // atan
+    const float z = kPi / 2.0f * alpha * u;
+    return alpha / 2.0f / (1.0f + z * z);
+  }
+  const float d = 1.0f + alpha * std::fabs(u);  // fast sigmoid (SuperSpike)
+  return 1.0f / (d * d);
+}
+}  // namespace
+
+// Backward of lif_forward from the saved charged potentials h [T, N] -> (grad_x [T, N], grad_v0 [N]).
+std::vector<torch::Tensor> lif_backward(torch::Tensor h, torch::Tensor grad_s, torch::Tensor grad_v, double a, double b,
+                                        double theta, bool soft, double v_reset, bool detach_reset, int64_t surrogate,
+                                        double alpha) {
+  h = h.contiguous();
+  grad_s = grad_s.contiguous();
+  grad_v = grad_v.contiguous();
+  const int64_t T = h.size(0), N = h.numel() / std::max<int64_t>(T, 1);
+  auto gx = torch::empty_like(h);
+  auto gv0 = torch::empty_like(grad_v);
+  const float fa = a, fb = b, ft = theta, fr = v_reset, fal = alpha;
+  const int kind = static_cast<int>(surrogate);
+  const float* ph = h.data_ptr<float>();
+  const float* pgs = grad_s.data_ptr<float>();
+  const float* pgv = grad_v.data_ptr<float>();
+  float* pgx = gx.data_ptr<float>();
+  float* pg0 = gv0.data_ptr<float>();
+  constexpr int64_t CH = 512;
+  const int64_t chunks = (N + CH - 1) / CH;
+#pragma omp parallel for schedule(static)
+  for (int64_t ck = 0; ck < chunks; ++ck) {
+    const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
+    alignas(64) float g[CH];
+    for (int64_t i = 0; i < len; ++i) g[i] = pgv[n0 + i];
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float* ht = ph + t * N + n0;
+      const float* gst = pgs + t * N + n0;
+      float* gxt = pgx + t * N + n0;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) {
+        const float hm = ht[i];
+        const float u = hm - ft;
+        const float sp = u >= 0.0f ? 1.0f : 0.0f;
+        const float d = surrogate_grad(kind, u, fal);
+        float dv_dh;
+        if (soft)
+          dv_dh = detach_reset ? 1.0f : 1.0f - ft * d;
+        else
+          dv_dh = detach_reset ? (1.0f - sp) : (1.0f - sp) + (fr - hm) * d;
+        const float gh = gst[i] * d + g[i] * dv_dh;
+        gxt[i] = gh * fb;
+        g[i] = gh * fa;
+      }
+    }
+    for (int64_t i = 0; i < len; ++i) pg0[n0 + i] = g[i];
+  }
+  return {gx, gv0};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("event_linear", &event_linear, "x [M,K] (mostly zero) @ wt [K,N] + bias, skipping zeros");
+  m.def("event_conv3x3", &event_conv3x3, "3x3/s1/p1 convolution of channels-last mostly-zero input");
+  m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward");
+  m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward");
+}

@@ -1,0 +1,145 @@
+"""Event-driven (sparse) layers for CPU inference: the work of a spike-fed layer scales with its firing rate.
+
+A spiking layer's input is mostly zeros (spikes, or small sums of spikes on residual paths). ``EventLinear`` and
+``EventConv2d`` replace ``nn.Linear`` and 3x3/stride-1/padding-1 ``nn.Conv2d`` in the ``Runner``'s copy of a model.
+Each call measures the input's density (non-zero fraction) and takes
+
+- the event path (``spikeformer.runtime.kernels``: only non-zero inputs touch the weights) below the layer's
+  crossover density, and
+- the dense path (the ordinary oneDNN/MKL product) above it.
+
+The crossover is measured, not guessed: on its first call each layer times both paths on its real input and sets
+``crossover = density * t_dense / t_event`` (the event path's time is proportional to density; the dense one's is
+not), refined on the next calls while both paths are still being sampled (``calibration_calls``). A dense input
+(an image into the first layer) always takes the dense path. Results equal the dense path's up to float32 summation
+order (tests/runtime/test_event.py bounds the difference).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeformer.runtime import kernels
+
+__all__ = ["EventLinear", "EventConv2d", "to_event_driven", "event_layers"]
+
+MAX_CROSSOVER = 0.9  # above this density the event path never wins on any CPU we measured: skip the timing
+
+
+class _EventLayer(nn.Module):
+    """Shared dispatch: density -> (event | dense), with the per-layer crossover measured on the first calls."""
+
+    calibration_calls = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crossover: float | None = None  # set by measurement (or by hand: 0 disables the event path)
+        self._samples: list[float] = []
+        self.calls = {"event": 0, "dense": 0}
+
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _event(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() or kernels.get() is None:
+            return self._dense(x)
+        density = float(torch.count_nonzero(x)) / max(1, x.numel())
+        if density > MAX_CROSSOVER:
+            self.calls["dense"] += 1
+            return self._dense(x)
+        if len(self._samples) < self.calibration_calls:
+            return self._calibrate(x, density)
+        if density < self.crossover:
+            self.calls["event"] += 1
+            return self._event(x)
+        self.calls["dense"] += 1
+        return self._dense(x)
+
+    def _calibrate(self, x: torch.Tensor, density: float) -> torch.Tensor:
+        t0 = time.perf_counter()
+        dense = self._dense(x)
+        t1 = time.perf_counter()
+        self._event(x)
+        t2 = time.perf_counter()
+        # event time ~ density: the density at which both paths take as long, from this sample
+        self._samples.append(density * (t1 - t0) / max(t2 - t1, 1e-9) if density > 0 else MAX_CROSSOVER)
+        self.crossover = min(MAX_CROSSOVER, sorted(self._samples)[len(self._samples) // 2])
+        self.calls["dense"] += 1
+        return dense
+
+
+class EventLinear(_EventLayer):
+    """``nn.Linear`` over ``[..., in_features]`` with the event path for sparse inputs."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_t", linear.weight.detach().t().contiguous(), persistent=False)
+
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def _event(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias.detach() if self.bias is not None else torch.empty(0)
+        out = kernels.get().event_linear(x.reshape(-1, self.in_features), self.weight_t, bias)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+class EventConv2d(_EventLayer):
+    """A 3x3, stride-1, padding-1, ungrouped ``nn.Conv2d`` with the event path for sparse inputs ``[N, C, H, W]``."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if not supports_conv(conv):
+            raise ValueError(f"EventConv2d needs a 3x3/stride 1/padding 1/ungrouped convolution, got {conv}")
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.out_channels = conv.out_channels
+        o, c = conv.weight.shape[:2]
+        # [(dy, dx, c_in), c_out]: the row of one input event at one kernel offset
+        self.register_buffer(
+            "weight_t", conv.weight.detach().permute(2, 3, 1, 0).reshape(9 * c, o).contiguous(), persistent=False
+        )
+
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, padding=1)
+
+    def _event(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias.detach() if self.bias is not None else torch.empty(0)
+        return kernels.get().event_conv3x3(x, self.weight_t, bias)
+
+
+def supports_conv(conv: nn.Conv2d) -> bool:
+    return (
+        conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
+def to_event_driven(model: nn.Module) -> nn.Module:
+    """Replace (in place) every ``nn.Linear`` and supported ``nn.Conv2d`` by its event twin; returns ``model``."""
+    for name, child in list(model.named_children()):
+        if type(child) is nn.Linear:
+            setattr(model, name, EventLinear(child))
+        elif type(child) is nn.Conv2d and supports_conv(child):
+            setattr(model, name, EventConv2d(child))
+        else:
+            to_event_driven(child)
+    return model
+
+
+def event_layers(model: nn.Module) -> list[_EventLayer]:
+    return [m for m in model.modules() if isinstance(m, _EventLayer)]

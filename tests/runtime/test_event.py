@@ -1,0 +1,74 @@
+import pytest
+import torch
+from torch import nn
+
+from spikeformer.runtime import Runner, kernels
+from spikeformer.runtime.event import EventConv2d, EventLinear, event_layers, to_event_driven
+from support import tiny_model
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="compiled kernels unavailable")
+
+
+def _spikes(shape, rate=0.15, seed=0):
+    return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < rate).float()
+
+
+def test_event_layers_equal_the_dense_layers_and_switch_on_density():
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(64, 96), nn.Conv2d(16, 40, 3, padding=1)
+    elin, econv = EventLinear(lin), EventConv2d(conv)
+    xs = {elin: _spikes((4, 10, 64)), econv: _spikes((3, 16, 9, 9))}
+    with torch.inference_mode():
+        for layer, dense in ((elin, lin), (econv, conv)):
+            x = xs[layer]
+            for _ in range(layer.calibration_calls):  # the first calls time both paths
+                layer(x)
+            assert layer.crossover is not None and 0 < layer.crossover <= 0.9
+            layer.crossover = 0.5  # pin it: 15 % density is below, a dense input above
+            before = dict(layer.calls)
+            torch.testing.assert_close(layer(x), dense(x), rtol=1e-4, atol=1e-4)
+            assert layer.calls["event"] == before["event"] + 1
+            full = torch.rand_like(x) + 0.1
+            torch.testing.assert_close(layer(full), dense(full))
+            assert layer.calls["dense"] == before["dense"] + 1
+            layer.crossover = 0.0  # 0 turns the event path off
+            layer(x)
+            assert layer.calls["event"] == before["event"] + 1
+
+
+def test_training_and_gradients_use_the_dense_path():
+    lin = nn.Linear(8, 4)
+    elin = EventLinear(lin)
+    x = _spikes((5, 8), 0.3)
+    out = elin(x)  # grad mode: dense, differentiable
+    out.sum().backward()
+    assert lin.weight.grad is not None and elin.calls == {"event": 0, "dense": 0}
+
+
+def test_only_supported_convolutions_are_replaced():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Linear(4, 2))
+    to_event_driven(model)
+    assert [type(m).__name__ for m in model] == ["EventConv2d", "Conv2d", "EventLinear"]
+    with pytest.raises(ValueError, match="3x3/stride 1"):
+        EventConv2d(nn.Conv2d(3, 4, 5, padding=2))
+
+
+def test_runner_event_path_agrees_with_the_reference():
+    model = tiny_model()
+    torch.manual_seed(1)
+    for m in model.modules():  # make every layer fire
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.weight.data.uniform_(2.0, 6.0)
+            m.bias.data.uniform_(-0.2, 0.5)
+    x = torch.rand(24, 1, 28, 28) * 3
+    with torch.no_grad():
+        ref = model(x)
+    runner = Runner(model, max_batch_size=8)
+    assert runner.event_driven
+    for layer in event_layers(runner.model):
+        layer.crossover, layer._samples = 0.9, [0.9] * layer.calibration_calls  # every sparse input: event path
+    out = runner.run(x)
+    assert sum(layer.calls["event"] for layer in event_layers(runner.model)) > 0
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95
+    torch.testing.assert_close(out, ref, atol=0.05, rtol=0)
+    assert not Runner(model, event_driven=False).event_driven
