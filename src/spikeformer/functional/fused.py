@@ -47,7 +47,9 @@ class _FusedLIF(torch.autograd.Function):
         ctx.params = (a, b, theta, v_reset, detach_reset, surrogate, alpha)
         k = _kernels(x_seq, v0)
         if k is not None:
-            v0 = v0.expand(x_seq.shape[1:]) if v0.shape != x_seq.shape[1:] else v0
+            v0 = v0.expand(x_seq.shape[1:])
+            if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
+                v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
             keep_h = any(ctx.needs_input_grad[:2])  # the charged potentials are needed only for backward
             c = (1.0 - a) * v_rest
             s_seq, v, h_seq = k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)

@@ -106,9 +106,9 @@ class BaseNeuron(StatefulModule):
         raise NotImplementedError
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        """Resting membrane potential shaped like one time step of ``x``."""
+        """Resting membrane potential shaped like one time step of ``x`` (a broadcast scalar: nothing is filled)."""
         shape = x.shape[1:] if self.step_mode == "m" else x.shape
-        return torch.full(shape, self.v_rest, dtype=x.dtype, device=x.device)
+        return torch.full((), self.v_rest, dtype=x.dtype, device=x.device).expand(shape)
 
     def single_step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: charge, fire, reset. Returns ``(spike, v)``."""

@@ -1,8 +1,9 @@
-"""Separable max-pooling for CPU inference: identical results to ``nn.MaxPool2d`` on NCHW tensors, faster here.
+"""Max-pooling for CPU inference: identical results to ``nn.MaxPool2d`` on NCHW tensors, faster here.
 
-A k x k max is the max over rows of the max over columns, so the pooling is two passes of strided maxima (2(k-1)
-comparisons per output instead of k^2 - 1). On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 on a [4, 192, 32, 32]
-spike map takes about 3.3 ms, this 0.9 ms (``bench/speed_cpu.py`` measures the whole model).
+On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms. ``FastMaxPool2d``
+runs the compiled kernel (``spikeformer.runtime.kernels``, one plane per task) when it is available, else two
+separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms).
+NaN inputs are not supported (they never occur in spiking networks: inputs are spikes or finite sums).
 """
 
 from __future__ import annotations
@@ -11,29 +12,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SeparableMaxPool2d", "to_separable_pooling"]
+from spikeformer.runtime import kernels
+
+__all__ = ["FastMaxPool2d", "to_fast_pooling"]
 
 
-class SeparableMaxPool2d(nn.Module):
-    """``nn.MaxPool2d(kernel_size, stride, padding)`` (square, no dilation, floor mode) as two strided max passes."""
+class FastMaxPool2d(nn.Module):
+    """``nn.MaxPool2d(kernel_size, stride, padding)`` (square, no dilation, floor mode) for inference on the CPU."""
 
     def __init__(self, kernel_size: int, stride: int, padding: int) -> None:
         super().__init__()
         self.k, self.s, self.p = kernel_size, stride, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = self.k, self.s
-        if self.p:
-            x = F.pad(x, (self.p,) * 4, value=float("-inf"))
-        h_out = (x.shape[-2] - k) // s + 1
-        w_out = (x.shape[-1] - k) // s + 1
-        rows = x[..., 0 : s * (h_out - 1) + 1 : s, :]
-        for i in range(1, k):
-            rows = torch.maximum(rows, x[..., i : i + s * (h_out - 1) + 1 : s, :])
-        out = rows[..., 0 : s * (w_out - 1) + 1 : s]
-        for j in range(1, k):
-            out = torch.maximum(out, rows[..., j : j + s * (w_out - 1) + 1 : s])
-        return out
+        k = kernels.get() if x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 4 else None
+        if k is not None and not torch.is_grad_enabled():
+            return k.maxpool2d(x, self.k, self.s, self.p)
+        return separable_max_pool(x, self.k, self.s, self.p)
+
+
+def separable_max_pool(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
+    if p:
+        x = F.pad(x, (p,) * 4, value=float("-inf"))
+    h_out = (x.shape[-2] - k) // s + 1
+    w_out = (x.shape[-1] - k) // s + 1
+    rows = x[..., 0 : s * (h_out - 1) + 1 : s, :]
+    for i in range(1, k):
+        rows = torch.maximum(rows, x[..., i : i + s * (h_out - 1) + 1 : s, :])
+    out = rows[..., 0 : s * (w_out - 1) + 1 : s]
+    for j in range(1, k):
+        out = torch.maximum(out, rows[..., j : j + s * (w_out - 1) + 1 : s])
+    return out
 
 
 def _square(v) -> int | None:
@@ -42,18 +51,14 @@ def _square(v) -> int | None:
     return v[0] if len(set(v)) == 1 else None
 
 
-def to_separable_pooling(model: nn.Module) -> nn.Module:
+def to_fast_pooling(model: nn.Module) -> nn.Module:
     """Replace (in place) every square, undilated, floor-mode ``nn.MaxPool2d``; returns ``model``."""
     for name, child in list(model.named_children()):
         if type(child) is nn.MaxPool2d and not child.ceil_mode and not child.return_indices:
-            k, s, p, d = (
-                _square(child.kernel_size),
-                _square(child.stride or child.kernel_size),
-                _square(child.padding),
-                _square(child.dilation),
-            )
+            k, s = _square(child.kernel_size), _square(child.stride or child.kernel_size)
+            p, d = _square(child.padding), _square(child.dilation)
             if None not in (k, s, p) and d == 1:
-                setattr(model, name, SeparableMaxPool2d(k, s, p))
+                setattr(model, name, FastMaxPool2d(k, s, p))
                 continue
-        to_separable_pooling(child)
+        to_fast_pooling(child)
     return model

@@ -17,11 +17,12 @@ from spikeformer.nn.fold import fold_batchnorm
 from spikeformer.nn.neuron import BaseNeuron
 from spikeformer.runtime import kernels
 from spikeformer.runtime.event import to_event_driven
-from spikeformer.runtime.pool import to_separable_pooling
+from spikeformer.runtime.int8 import to_int8
+from spikeformer.runtime.pool import to_fast_pooling
 
 __all__ = ["Runner", "RunStats", "PRECISIONS"]
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Runner:
         max_batch_size: int = 256,
         optimize: bool = True,
         event_driven: bool | None = None,
+        int8_terms: int = 1,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; accepted: {PRECISIONS}")
@@ -71,6 +73,8 @@ class Runner:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
+        if precision == "int8" and self.device.type != "cpu":
+            raise ValueError("precision 'int8' is the CPU path; on CUDA use 'bf16' or 'auto'")
         model = model.eval()
         if optimize:
             model = fold_batchnorm(model)
@@ -78,10 +82,12 @@ class Runner:
                 if isinstance(m, BaseNeuron):
                     m.backend = "fused"
             if self.device.type == "cpu":
-                to_separable_pooling(model)
+                to_fast_pooling(model)
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
         self.precision = precision
+        if precision == "int8":
+            model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
         if event_driven is None:
             event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:

@@ -9,12 +9,17 @@
 //    the weights, so the work scales with the firing rate. out[m, :] = bias + sum_{k: x[m,k] != 0} x[m,k] W^T[k, :].
 //    A 3x3 / stride 1 / padding 1 convolution is the same product over the 9 shifted neighbours (weights laid out as
 //    [(dy, dx, c_in), c_out]).
+// 3. int8 helpers (spikeformer.runtime.int8): exact float -> int8 conversion, im2col, dequantization epilogue.
+// 4. Max-pooling of NCHW maps (PyTorch's NCHW CPU max-pool is several times slower here).
 
 #include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <tuple>
 #include <vector>
 
 #ifdef __AVX512F__
@@ -225,9 +230,10 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double
   x = x.contiguous();
   v0 = v0.contiguous();
   const int64_t T = x.size(0), N = x.numel() / std::max<int64_t>(T, 1);
-  TORCH_CHECK(v0.numel() == N, "lif_forward: v0 must have one value per neuron");
+  TORCH_CHECK(v0.numel() == N || v0.numel() == 1, "lif_forward: v0 must have one value per neuron, or one for all");
+  const bool scalar_v0 = v0.numel() == 1 && N != 1;
   auto s = torch::empty_like(x);
-  auto v = torch::empty_like(v0);
+  auto v = torch::empty({N}, x.options());
   auto h = keep_h ? torch::empty_like(x) : torch::empty({0}, x.options());
   const float fa = a, fb = b, fc = c, ft = theta, fr = v_reset;
   const bool add_c = c != 0.0;
@@ -243,7 +249,7 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double
   for (int64_t ck = 0; ck < chunks; ++ck) {
     const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
     alignas(64) float vm[CH];
-    for (int64_t i = 0; i < len; ++i) vm[i] = pv0[n0 + i];
+    for (int64_t i = 0; i < len; ++i) vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
     for (int64_t t = 0; t < T; ++t) {
       const float* xt = px + t * N + n0;
       float* st = ps + t * N + n0;
@@ -260,7 +266,7 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double
     }
     for (int64_t i = 0; i < len; ++i) pv[n0 + i] = vm[i];
   }
-  return {s, v, h};
+  return {s, v.view(x.sizes().slice(1)), h};
 }
 
 namespace {
@@ -328,9 +334,170 @@ std::vector<torch::Tensor> lif_backward(torch::Tensor h, torch::Tensor grad_s, t
   return {gx, gv0};
 }
 
+// ---- int8 products (spikeformer.runtime.int8) ------------------------------------------------------------------
+
+namespace {
+inline bool exact_int8(float v) { return v >= -128.0f && v <= 127.0f && std::nearbyint(v) == v; }
+}  // namespace
+
+// x float32 (any shape) -> (int8 copy, true) when every value is an integer in [-128, 127], else (empty, false).
+std::tuple<torch::Tensor, bool> to_int8_exact(torch::Tensor x) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "to_int8_exact: float32");
+  x = x.contiguous();
+  auto q = torch::empty(x.sizes(), x.options().dtype(torch::kInt8));
+  const float* px = x.data_ptr<float>();
+  int8_t* pq = q.data_ptr<int8_t>();
+  const int64_t n = x.numel();
+  int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = px[i];
+    bad |= !exact_int8(v);
+    pq[i] = static_cast<int8_t>(v);
+  }
+  if (bad) return {torch::empty({0}, q.options()), false};
+  return {q, true};
+}
+
+// im2col of x float32 [N, C, H, W] into int8 rows [N*Ho*Wo, kh*kw*C] ((dy, dx, c) order, zero padding), with the
+// same exactness check as to_int8_exact.
+std::tuple<torch::Tensor, bool> im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                            int64_t ph, int64_t pw) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "im2col_int8: float32 [N, C, H, W]");
+  x = x.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = (H + 2 * ph - kh) / sh + 1, Wo = (W + 2 * pw - kw) / sw + 1;
+  // 1) NCHW float -> NHWC int8
+  auto nhwc = torch::empty({N, H, W, C}, x.options().dtype(torch::kInt8));
+  const float* px = x.data_ptr<float>();
+  int8_t* pn = nhwc.data_ptr<int8_t>();
+  int bad = 0;
+#pragma omp parallel for collapse(2) schedule(static) reduction(| : bad)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t y = 0; y < H; ++y) {
+      for (int64_t c = 0; c < C; ++c) {
+        const float* src = px + ((n * C + c) * H + y) * W;
+        int8_t* dst = pn + ((n * H + y) * W) * C + c;
+        for (int64_t xx = 0; xx < W; ++xx) {
+          const float v = src[xx];
+          bad |= !exact_int8(v);
+          dst[xx * C] = static_cast<int8_t>(v);
+        }
+      }
+    }
+  }
+  if (bad) return {torch::empty({0}, nhwc.options()), false};
+  // 2) gather the kh*kw neighbours of every output pixel (contiguous C-byte runs)
+  auto cols = torch::empty({N * Ho * Wo, kh * kw * C}, nhwc.options());
+  int8_t* pc = cols.data_ptr<int8_t>();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t y = 0; y < Ho; ++y) {
+      for (int64_t xx = 0; xx < Wo; ++xx) {
+        int8_t* row = pc + ((n * Ho + y) * Wo + xx) * kh * kw * C;
+        for (int64_t dy = 0; dy < kh; ++dy) {
+          const int64_t sy = y * sh + dy - ph;
+          for (int64_t dx = 0; dx < kw; ++dx) {
+            const int64_t sx = xx * sw + dx - pw;
+            int8_t* dst = row + (dy * kw + dx) * C;
+            if (sy < 0 || sy >= H || sx < 0 || sx >= W)
+              std::memset(dst, 0, C);
+            else
+              std::memcpy(dst, pn + ((n * H + sy) * W + sx) * C, C);
+          }
+        }
+      }
+    }
+  }
+  return {cols, true};
+}
+
+// sum_i acc[i] [M, O] int32 * scales[i] [O] + bias [O] (or empty) -> float32 [M, O]; with images > 0 the result is
+// written channels-first, [images, O, M / images] (a convolution's NCHW output).
+torch::Tensor dequantize(std::vector<torch::Tensor> acc, torch::Tensor scales, torch::Tensor bias, int64_t images) {
+  TORCH_CHECK(!acc.empty() && scales.dim() == 2 && scales.size(0) == static_cast<int64_t>(acc.size()),
+              "dequantize: one scale row per accumulator");
+  const int64_t M = acc[0].size(0), O = acc[0].size(1);
+  scales = scales.contiguous();
+  const float* ps = scales.data_ptr<float>();
+  const float* pb = bias.numel() ? bias.contiguous().data_ptr<float>() : nullptr;
+  std::vector<const int32_t*> pa;
+  for (auto& a : acc) {
+    a = a.contiguous();
+    pa.push_back(a.data_ptr<int32_t>());
+  }
+  const int64_t terms = static_cast<int64_t>(pa.size());
+  if (images <= 0) {
+    auto out = torch::empty({M, O}, acc[0].options().dtype(torch::kFloat32));
+    float* po = out.data_ptr<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t o = 0; o < O; ++o) {
+        float v = static_cast<float>(pa[0][m * O + o]) * ps[o];
+        for (int64_t t = 1; t < terms; ++t) v += static_cast<float>(pa[t][m * O + o]) * ps[t * O + o];
+        po[m * O + o] = pb ? v + pb[o] : v;
+      }
+    }
+    return out;
+  }
+  const int64_t P = M / images;
+  auto out = torch::empty({images, O, P}, acc[0].options().dtype(torch::kFloat32));
+  float* po = out.data_ptr<float>();
+  constexpr int64_t PB = 64;  // pixel block: read [PB, O] rows, write O runs of PB floats
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < images; ++n) {
+    for (int64_t p0 = 0; p0 < P; p0 += PB) {
+      const int64_t p1 = std::min(P, p0 + PB);
+      for (int64_t o = 0; o < O; ++o) {
+        float* dst = po + (n * O + o) * P;
+        const float bo = pb ? pb[o] : 0.0f;
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t m = n * P + p;
+          float v = static_cast<float>(pa[0][m * O + o]) * ps[o];
+          for (int64_t t = 1; t < terms; ++t) v += static_cast<float>(pa[t][m * O + o]) * ps[t * O + o];
+          dst[p] = v + bo;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Max-pooling k x k / stride s / padding p (floor mode, padding never wins) of float32 [N, C, H, W], one plane per
+// task: identical to nn.MaxPool2d.
+torch::Tensor maxpool2d(torch::Tensor x, int64_t k, int64_t st, int64_t pad) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "maxpool2d: float32 [N, C, H, W]");
+  x = x.contiguous();
+  const int64_t NC = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
+  auto out = torch::empty({x.size(0), x.size(1), Ho, Wo}, x.options());
+  const float* px = x.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t pl = 0; pl < NC; ++pl) {
+    const float* src = px + pl * H * W;
+    float* dst = po + pl * Ho * Wo;
+    for (int64_t y = 0; y < Ho; ++y) {
+      const int64_t y0 = std::max<int64_t>(0, y * st - pad), y1 = std::min(H, y * st - pad + k);
+      for (int64_t xx = 0; xx < Wo; ++xx) {
+        const int64_t x0 = std::max<int64_t>(0, xx * st - pad), x1 = std::min(W, xx * st - pad + k);
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t yy = y0; yy < y1; ++yy)
+          for (int64_t q = x0; q < x1; ++q) m = std::max(m, src[yy * W + q]);
+        dst[y * Wo + xx] = m;
+      }
+    }
+  }
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("event_linear", &event_linear, "x [M,K] (mostly zero) @ wt [K,N] + bias, skipping zeros");
   m.def("event_conv3x3", &event_conv3x3, "3x3/s1/p1 convolution of channels-last mostly-zero input");
   m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward");
   m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward");
+  m.def("maxpool2d", &maxpool2d, "k x k max-pooling of NCHW float32");
+  m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact");
+  m.def("im2col_int8", &im2col_int8, "NCHW float32 -> int8 im2col rows when exact");
+  m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias");
 }

@@ -1,0 +1,96 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeformer.runtime import Runner, int8, kernels
+from spikeformer.runtime.int8 import Int8Conv2d, Int8Linear, quantize_per_channel
+from support import tiny_model
+
+
+def _ints(shape, seed=0, low=0, high=2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high, shape, generator=g).float()
+
+
+def _dequantized(layer) -> torch.Tensor:
+    """The weights the integer product really uses, as float64 ``[K, O]``."""
+    return sum(q.double() * s.double() for q, s in zip(layer.qweight, layer.scales, strict=True))
+
+
+@pytest.fixture(params=["kernels", "torch"])
+def path(request, monkeypatch):
+    if request.param == "torch":
+        monkeypatch.setattr(kernels, "get", lambda: None)
+    elif not kernels.available():
+        pytest.skip("compiled kernels unavailable")
+    return request.param
+
+
+def test_int8_linear_is_the_exact_product_with_the_quantized_weights(path):
+    torch.manual_seed(0)
+    lin = nn.Linear(70, 33)
+    layer = Int8Linear(lin)
+    x = _ints((2, 5, 70), low=-3, high=4)  # sums of spikes, negative values included
+    with torch.inference_mode():
+        out = layer(x)
+    exact = (x.double().reshape(-1, 70) @ _dequantized(layer) + lin.bias.double()).reshape(2, 5, 33)
+    torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-5)  # only float32 rounding of the epilogue
+    assert layer.calls == {"int8": 1, "float": 0}
+    # and the quantized weights are within half a step of the float ones
+    assert ((_dequantized(layer).t().float() - lin.weight).abs() <= layer.scales[0][:, None] / 2 + 1e-7).all()
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (4, 4, 0)])
+def test_int8_conv_is_the_exact_product_with_the_quantized_weights(path, k, s, p):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(5, 12, k, stride=s, padding=p)
+    layer = Int8Conv2d(conv)
+    x = _ints((3, 5, 9, 8), seed=k + s)
+    with torch.inference_mode():
+        out = layer(x)
+    w = _dequantized(layer).t().reshape(12, k, k, 5).permute(0, 3, 1, 2)  # back to [O, C, kh, kw]
+    exact = F.conv2d(x.double(), w, conv.bias.double(), stride=s, padding=p)
+    torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-5)
+    assert layer.calls["int8"] == 1
+
+
+def test_inputs_that_are_not_small_integers_take_the_float_path(path):
+    torch.manual_seed(2)
+    lin, conv = nn.Linear(8, 4), nn.Conv2d(2, 3, 3, padding=1)
+    ilin, iconv = Int8Linear(lin), Int8Conv2d(conv)
+    with torch.inference_mode():
+        for x in (torch.rand(3, 8), torch.full((3, 8), 200.0)):  # fractions; integers beyond int8
+            assert torch.equal(ilin(x), lin(x))
+        img = torch.rand(1, 2, 5, 5)
+        assert torch.equal(iconv(img), conv(img))
+    assert ilin.calls == {"int8": 0, "float": 2} and iconv.calls == {"int8": 0, "float": 1}
+
+
+def test_a_second_weight_term_shrinks_the_error():
+    w = torch.randn(16, 64)
+    errs = []
+    for terms in (1, 2):
+        q, s = quantize_per_channel(w, terms)
+        approx = sum(qq.float().t() * ss[:, None] for qq, ss in zip(q, s, strict=True))
+        errs.append(float((approx - w).abs().max()))
+    assert errs[1] < errs[0] / 50
+
+
+def test_runner_int8_agrees_with_float32():
+    model = tiny_model()
+    torch.manual_seed(1)
+    for m in model.modules():  # make every layer fire
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.weight.data.uniform_(2.0, 6.0)
+            m.bias.data.uniform_(-0.2, 0.5)
+    x = torch.rand(48, 1, 28, 28) * 3
+    ref = Runner(model, precision="fp32").run(x)
+    runner = Runner(model, precision="int8", max_batch_size=16)
+    assert runner.backend == "cpu-int8"
+    out = runner.run(x)
+    used = [m.calls["int8"] for m in runner.model.modules() if isinstance(m, int8._Int8Layer)]
+    assert used and sum(used) > 0
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95
+    with pytest.raises(ValueError, match="int8"):
+        Runner(model, precision="int8", device="cuda" if torch.cuda.is_available() else "meta")
