@@ -61,7 +61,7 @@ def test_inputs_that_are_not_small_integers_take_the_float_path(path):
     ilin, iconv = Int8Linear(lin), Int8Conv2d(conv)
     with torch.inference_mode():
         for x in (torch.rand(3, 8), torch.full((3, 8), 200.0)):  # fractions; integers beyond int8
-            assert torch.equal(ilin(x), lin(x))
+            torch.testing.assert_close(ilin(x), lin(x))  # float32 (oneDNN: same up to summation order)
         img = torch.rand(1, 2, 5, 5)
         assert torch.equal(iconv(img), conv(img))
     assert ilin.calls == {"int8": 0, "float": 2} and iconv.calls == {"int8": 0, "float": 1}

@@ -33,8 +33,8 @@ SURROGATE_KINDS = {"sigmoid": 0, "atan": 1, "fast_sigmoid": 2}  # the kernel's n
 
 
 def _kernels(*tensors: torch.Tensor):
-    """The compiled kernels when every tensor is a float32 CPU tensor and they are available, else ``None``."""
-    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+    """The compiled kernels when every tensor is a float32 or bfloat16 CPU tensor and they are available."""
+    if not all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.bfloat16) for t in tensors):
         return None
     from spikeformer.runtime import kernels
 
@@ -47,6 +47,9 @@ class _FusedLIF(torch.autograd.Function):
         ctx.params = (a, b, theta, v_reset, detach_reset, surrogate, alpha)
         k = _kernels(x_seq, v0)
         if k is not None:
+            # bfloat16 (CPU autocast): the membrane is integrated in float32, the spikes are exact in bfloat16
+            ctx.in_dtypes = (x_seq.dtype, v0.dtype)
+            x_seq, v0 = x_seq.float(), v0.float()
             v0 = v0.expand(x_seq.shape[1:])
             if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
                 v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
@@ -55,7 +58,7 @@ class _FusedLIF(torch.autograd.Function):
             s_seq, v, h_seq = k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)
             ctx.save_for_backward(h_seq, s_seq)
             ctx.kernel = True
-            return s_seq, v
+            return s_seq.to(ctx.in_dtypes[0]), v
         ctx.kernel = False
         h_seq = torch.empty_like(x_seq)
         s_seq = torch.empty_like(x_seq)
@@ -83,8 +86,8 @@ class _FusedLIF(torch.autograd.Function):
             grad_s = grad_s if grad_s is not None else torch.zeros_like(h_seq)
             grad_x, g_v = kernels.get().lif_backward(
                 h_seq,
-                grad_s,
-                g_v,
+                grad_s.float(),
+                g_v.float(),
                 a,
                 b,
                 theta,
@@ -94,7 +97,7 @@ class _FusedLIF(torch.autograd.Function):
                 SURROGATE_KINDS[surrogate],
                 alpha,
             )
-            return grad_x, g_v, None, None, None, None, None, None, None, None
+            return grad_x.to(ctx.in_dtypes[0]), g_v.to(ctx.in_dtypes[1]), None, None, None, None, None, None, None, None
         sg = SURROGATE_GRADS[surrogate]
         grad_x = torch.empty_like(h_seq)
         g_v = grad_v if grad_v is not None else torch.zeros_like(h_seq[0])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikeformer.functional.linear import Linear
+
 __all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time"]
 
 
@@ -48,7 +50,7 @@ class LinearBN(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.linear = Linear(in_features, out_features, bias=bias)
         self.bn = nn.BatchNorm1d(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikeformer.functional.linear import linear
 from spikeformer.runtime import kernels
 
 __all__ = ["EventLinear", "EventConv2d", "to_event_driven", "event_layers"]
@@ -86,7 +87,7 @@ class EventLinear(_EventLayer):
         self.register_buffer("weight_t", linear.weight.detach().t().contiguous(), persistent=False)
 
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def _event(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias.detach() if self.bias is not None else torch.empty(0)
@@ -132,7 +133,7 @@ def supports_conv(conv: nn.Conv2d) -> bool:
 def to_event_driven(model: nn.Module) -> nn.Module:
     """Replace (in place) every ``nn.Linear`` and supported ``nn.Conv2d`` by its event twin; returns ``model``."""
     for name, child in list(model.named_children()):
-        if type(child) is nn.Linear:
+        if isinstance(child, nn.Linear):
             setattr(model, name, EventLinear(child))
         elif type(child) is nn.Conv2d and supports_conv(child):
             setattr(model, name, EventConv2d(child))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikeformer.functional.linear import linear
 from spikeformer.runtime import kernels
 
 __all__ = ["Int8Linear", "Int8Conv2d", "to_int8", "quantize_per_channel"]
@@ -87,7 +88,7 @@ class Int8Linear(_Int8Layer):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def _int(self, x: torch.Tensor) -> torch.Tensor | None:
         x8 = _as_int8(x)
@@ -149,7 +150,7 @@ def supports_conv(conv: nn.Conv2d) -> bool:
 def to_int8(model: nn.Module, terms: int = 1) -> nn.Module:
     """Replace (in place) every ``nn.Linear`` and supported ``nn.Conv2d`` by its int8 twin; returns ``model``."""
     for name, child in list(model.named_children()):
-        if type(child) is nn.Linear:
+        if isinstance(child, nn.Linear):
             setattr(model, name, Int8Linear(child, terms))
         elif type(child) is nn.Conv2d and supports_conv(child):
             setattr(model, name, Int8Conv2d(child, terms))
