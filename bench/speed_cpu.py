@@ -1,11 +1,12 @@
 """CPU speed against SpikingJelly 2.0 (not a test): the same Spikformer-4-384 (CIFAR geometry, T=4, 32x32), the same
 weights, in one process, alternating the two frameworks; prints medians and the speed-up (SpikingJelly / ours).
 
-Measured: inference at batch 1 and batch 8 (ours through ``spikeformer.runtime.Runner`` in float32 with everything on,
-``fp32``; float32 without the event-driven layers, ``fp32_dense``; and, where the CPU has AMX, bf16), and one training
-step at batch 8 (forward + backward + AdamW). The weights are random but scaled so that every layer fires (mean
-firing rate printed as ``mean_input_density``: the density of the inputs of the linear and conv layers); trained
-Spikformers fire less, which favours the event-driven path.
+Measured: inference at batch 1 and batch 8 through ``spikeformer.runtime.Runner``: ``fp32`` (everything on: BatchNorm
+folded, compiled neurons and pooling, event-driven layers, oneDNN products), ``fp32_dense`` (without the
+event-driven layers), ``int8`` (int8 spikes x int8 weights) and ``bf16`` (autocast); and one training step at batch 8
+(forward + backward + AdamW) in float32 and with bf16 autocast (``--no-low-precision`` skips int8/bf16). The weights
+are random but scaled so that every layer fires (``mean_input_density``: the mean non-zero fraction of the inputs of
+the linear and conv layers); trained Spikformers fire less, which favours the event-driven path.
 
 Usage: ``python bench/speed_cpu.py [--repeats 5] [--json]``.
 """
@@ -70,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-low-precision", dest="low_precision", action="store_false")
     args = ap.parse_args()
 
     sj = spikformer_cifar10()
@@ -77,7 +79,8 @@ def main() -> None:
     sj.eval()
     ours = from_spikingjelly(sj)
     runners = {"fp32": Runner(ours, precision="fp32"), "fp32_dense": Runner(ours, precision="fp32", event_driven=False)}
-    if Runner(ours, precision="auto").precision == "bf16":
+    if args.low_precision:
+        runners["int8"] = Runner(ours, precision="int8")
         runners["bf16"] = Runner(ours, precision="bf16")
 
     def sj_infer(x):
@@ -134,20 +137,31 @@ def main() -> None:
         loss.backward()
         opt_sj.step()
 
-    def step_ours():
-        loss = torch.nn.functional.cross_entropy(ours_train(x), y)
+    def step_ours(amp: bool = False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(ours_train(x).float(), y)
         opt_ours.zero_grad()
         loss.backward()
         opt_ours.step()
 
-    ts, to = [], []
+    ts, to, ta = [], [], []
     for _ in range(args.repeats):
         ts.append(_time(step_sj, 1))
         to.append(_time(step_ours, 1))
+        if args.low_precision:
+            ta.append(_time(lambda: step_ours(amp=True), 1))
     results["train_step_batch_8"] = {
         "spikingjelly_ms": 1e3 * statistics.median(ts),
         "ours_ms": 1e3 * statistics.median(to),
         "speedup": statistics.median(ts) / statistics.median(to),
+        **(
+            {
+                "ours_bf16_amp_ms": 1e3 * statistics.median(ta),
+                "speedup_bf16_amp": statistics.median(ts) / statistics.median(ta),
+            }
+            if ta
+            else {}
+        ),
     }
     print(json.dumps(results) if args.json else json.dumps(results, indent=2))
 
