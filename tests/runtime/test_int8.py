@@ -94,3 +94,19 @@ def test_runner_int8_agrees_with_float32():
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95
     with pytest.raises(ValueError, match="int8"):
         Runner(model, precision="int8", device="cuda" if torch.cuda.is_available() else "meta")
+
+
+def test_auto_precision_with_calibration_images_applies_the_agreement_rule(monkeypatch):
+    from spikeformer.runtime import runner as runner_mod
+
+    model = tiny_model()
+    x = torch.rand(16, 1, 28, 28) * 3
+    precision, report = runner_mod.select_precision(model, x)
+    assert set(report) == {"int8", "bf16", "fp32"} and precision in report
+    assert all(0.0 <= r["agreement"] <= 1.0 and r["seconds"] > 0 for r in report.values())
+    qualifying = [p for p, r in report.items() if r["agreement"] >= runner_mod.AUTO_MIN_AGREEMENT or p == "fp32"]
+    assert precision == min(qualifying, key=lambda p: report[p]["seconds"])
+    # a precision that disagrees is never chosen, however fast
+    assert runner_mod.select_precision(model, x, min_agreement=1.01)[0] == "fp32"
+    runner = Runner(model, precision="auto", calibration=x)
+    assert runner.precision_report is not None and runner.precision in runner.precision_report

@@ -8,6 +8,7 @@ It owns a model in eval mode on one device and runs batches of preprocessed inpu
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import torch
@@ -39,14 +40,47 @@ def _cpu_has_amx() -> bool:
         return False
 
 
+AUTO_MIN_AGREEMENT = 0.995  # issue 6: a faster precision must agree with float32 on at least 99.5 % of inputs
+
+
+def select_precision(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: str | torch.device = "cpu",
+    min_agreement: float = AUTO_MIN_AGREEMENT,
+) -> tuple[str, dict]:
+    """The fastest precision whose predictions on ``images`` agree with the plain float32 model's on at least
+    ``min_agreement`` of them; returns ``(precision, {precision: {"agreement", "seconds"}})``.
+
+    Candidates: int8 and bf16 on the CPU, bf16 on CUDA, and the optimized float32 path (chosen when nothing faster
+    qualifies). Timings are of one pass over ``images`` after a warm-up batch.
+    """
+    device = torch.device(device)
+    ref = Runner(model, device, "fp32", optimize=False).run(images).argmax(1)
+    candidates = ["int8", "bf16", "fp32"] if device.type == "cpu" else ["bf16", "fp32"]
+    report: dict = {}
+    for p in candidates:
+        runner = Runner(model, device, p)
+        runner.run(images[:8])  # warm-up (the event-driven layers calibrate on their first calls)
+        t = time.perf_counter()
+        pred = runner.run(images).argmax(1)
+        report[p] = {"agreement": float((pred == ref).float().mean()), "seconds": time.perf_counter() - t}
+    ok = [p for p in candidates if report[p]["agreement"] >= min_agreement or p == "fp32"]
+    return min(ok, key=lambda p: report[p]["seconds"]), report
+
+
 class Runner:
     """Run a model for inference.
 
     Args:
         model: a spiking model taking ``[B, C, H, W]`` and returning logits ``[B, classes]``.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not);
-            ``auto`` = bf16 on CUDA and on CPUs with AMX, else fp32.
+        precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not); ``int8`` (CPU:
+            spike-fed layers as int8 x per-channel int8 weights, ``spikeformer.runtime.int8``); ``auto``: with
+            ``calibration`` images, the fastest precision whose predictions agree with float32 on at least
+            ``AUTO_MIN_AGREEMENT`` of them (``select_precision``); without, bf16 on CUDA and on CPUs with AMX, else
+            fp32 (on the bundled model int8 and bf16 agree on only about 97.5 %: docs/benchmarks.md).
+        calibration: preprocessed images for ``precision="auto"`` (use a few hundred: the rule is a fraction).
         max_batch_size: larger inputs are split into chunks of this size.
         optimize: fold BatchNorm into the weights, run every neuron with the fused multi-step kernel (compiled on
             the CPU) and, on the CPU, max-pool separably (float32 results equal the reference up to rounding); the
@@ -65,6 +99,7 @@ class Runner:
         optimize: bool = True,
         event_driven: bool | None = None,
         int8_terms: int = 1,
+        calibration: torch.Tensor | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; accepted: {PRECISIONS}")
@@ -83,7 +118,10 @@ class Runner:
                     m.backend = "fused"
             if self.device.type == "cpu":
                 to_fast_pooling(model)
-        if precision == "auto":
+        self.precision_report: dict | None = None
+        if precision == "auto" and calibration is not None:
+            precision, self.precision_report = select_precision(model, calibration, self.device)
+        elif precision == "auto":
             precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
         self.precision = precision
         if precision == "int8":
