@@ -15,6 +15,17 @@ def tiny_model(**overrides) -> torch.nn.Module:
     return spikeformer.create_model("spikformer-4-384", **{**TINY, **overrides}).eval()
 
 
+def firing_model() -> torch.nn.Module:
+    """``tiny_model()`` with BatchNorm scales that make every layer fire (an untrained model is nearly silent)."""
+    model = tiny_model()
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(2.0, 6.0)
+            m.bias.data.uniform_(-0.2, 0.5)
+    return model.eval()
+
+
 def make_repository(root):
     """A model repository: ``tiny/1`` and ``tiny/2`` intact, ``tiny/3`` with an altered weights file."""
     from spikeformer.checkpoint import save_checkpoint

@@ -4,7 +4,7 @@ from torch import nn
 
 from spikeformer.runtime import Runner, kernels
 from spikeformer.runtime.event import EventConv2d, EventLinear, event_layers, to_event_driven
-from support import tiny_model
+from support import firing_model
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="compiled kernels unavailable")
 
@@ -54,12 +54,7 @@ def test_only_supported_convolutions_are_replaced():
 
 
 def test_runner_event_path_agrees_with_the_reference():
-    model = tiny_model()
-    torch.manual_seed(1)
-    for m in model.modules():  # make every layer fire
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            m.weight.data.uniform_(2.0, 6.0)
-            m.bias.data.uniform_(-0.2, 0.5)
+    model = firing_model()
     x = torch.rand(24, 1, 28, 28) * 3
     with torch.no_grad():
         ref = model(x)

@@ -5,7 +5,7 @@ from torch import nn
 
 from spikeformer.runtime import Runner, int8, kernels
 from spikeformer.runtime.int8 import Int8Conv2d, Int8Linear, quantize_per_channel
-from support import tiny_model
+from support import firing_model, tiny_model
 
 
 def _ints(shape, seed=0, low=0, high=2):
@@ -78,12 +78,7 @@ def test_a_second_weight_term_shrinks_the_error():
 
 
 def test_runner_int8_agrees_with_float32():
-    model = tiny_model()
-    torch.manual_seed(1)
-    for m in model.modules():  # make every layer fire
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            m.weight.data.uniform_(2.0, 6.0)
-            m.bias.data.uniform_(-0.2, 0.5)
+    model = firing_model()
     x = torch.rand(48, 1, 28, 28) * 3
     ref = Runner(model, precision="fp32").run(x)
     runner = Runner(model, precision="int8", max_batch_size=16)

@@ -2,21 +2,11 @@ import pytest
 import torch
 
 from spikeformer.runtime import Runner
-from support import tiny_model
-
-
-def _active_model():
-    model = tiny_model()
-    torch.manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(2.0, 6.0)
-            m.bias.data.uniform_(-0.2, 0.5)
-    return model.eval()
+from support import firing_model, tiny_model
 
 
 def test_optimized_runner_matches_reference_and_leaves_model_alone():
-    model = _active_model()
+    model = firing_model()
     x = torch.rand(40, 1, 28, 28) * 3
     with torch.no_grad():
         ref = model(x)
@@ -31,7 +21,7 @@ def test_optimized_runner_matches_reference_and_leaves_model_alone():
 
 
 def test_run_with_stats_counts_spikes_per_sample():
-    model = _active_model()
+    model = firing_model()
     runner = Runner(model, optimize=False, max_batch_size=3)
     x = torch.rand(5, 1, 28, 28) * 3
     logits, stats = runner.run_with_stats(x)
