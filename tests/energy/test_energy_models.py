@@ -9,9 +9,11 @@ import torch
 
 import spikeformer
 from spikeformer.energy import OpCounter, profile
+from spikeformer.models import model_defaults
 
 
-@pytest.mark.parametrize("name", spikeformer.list_models())
+# Spiking families only: the ANN entries built for conversion (spiking=False) are profiled in tests/convert.
+@pytest.mark.parametrize("name", [n for n in spikeformer.list_models() if model_defaults(n).get("spiking", True)])
 def test_profile_every_registered_model(name, small_model, images, small):
     model = small_model(name)
     x = images(model)

@@ -5,7 +5,8 @@ import spikeformer
 from spikeformer.models import model_defaults
 from spikeformer.nn import BaseNeuron
 
-ALL = spikeformer.list_models()
+# The spiking families; the ANN entries built for conversion (spiking=False) are tested in test_vit_relu.py.
+ALL = [n for n in spikeformer.list_models() if model_defaults(n).get("spiking", True)]
 
 # Parameter counts published with each architecture (millions, rounded as in the papers; FACTS.md sections 1-2).
 PAPER_PARAMS = {

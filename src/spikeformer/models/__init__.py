@@ -1,6 +1,6 @@
 """Model families, built by name: ``create_model(name, **overrides)``; ``list_models()``."""
 
-from spikeformer.models import spike_driven, spikformer  # noqa: F401  (registers the entries)
+from spikeformer.models import spike_driven, spikformer, vit_relu  # noqa: F401  (registers the entries)
 from spikeformer.models._base import SpikingTransformerConfig, SpikingVisionModel
 from spikeformer.models._registry import (
     build_architecture,
@@ -11,8 +11,11 @@ from spikeformer.models._registry import (
 )
 from spikeformer.models.spike_driven import SpikeDrivenTransformer
 from spikeformer.models.spikformer import Spikformer
+from spikeformer.models.vit_relu import ReLUViT, ReLUViTConfig
 
 __all__ = [
+    "ReLUViT",
+    "ReLUViTConfig",
     "SpikeDrivenTransformer",
     "Spikformer",
     "SpikingTransformerConfig",

@@ -31,7 +31,9 @@ class TrainConfig:
         resume: continue from ``output/last`` when it exists.
         stop_after: end this invocation after that many epochs (the schedule still spans ``epochs``); resume later.
         limit_train, limit_test: use only the first N images (quick runs, tests).
-        init_from: checkpoint folder whose weights initialise the model (same architecture).
+        init_from: checkpoint folder whose weights initialise the model: the same architecture, or the ANN of a
+            convertible model when its spiking twin is trained (``--arg spiking=true``): the ANN is converted at the
+            run's timesteps first (hybrid training; ``docs/conversion.md``).
         distill_from: teacher checkpoint for knowledge distillation; ``distill_alpha`` weights the KL term and
             ``distill_temperature`` softens both distributions (Hinton et al., 2015).
     """

@@ -81,6 +81,34 @@ def standard_preprocess(dataset: str, train: ArrayDataset) -> Preprocess:
         )
 
 
+def _init_from(model: nn.Module, folder: str, what: str) -> None:
+    """Load the weights of checkpoint ``folder`` into ``model``.
+
+    Same architecture: the weights as saved. An ANN checkpoint of a convertible model (``spiking=False``) into its
+    spiking twin (``spiking=True``): the ANN is converted first (``SpikeformerConverter``, trained QCFS thresholds, the
+    twin's ``timesteps``), so hybrid training starts from the converted network (Rathi et al., ICLR 2020).
+    """
+    src, _ = load_checkpoint(folder)
+    state = src.state_dict()
+    src_cfg, dst_cfg = getattr(src, "config", None), getattr(model, "config", None)
+    if getattr(dst_cfg, "spiking", False) and getattr(src_cfg, "spiking", None) is False:
+        from spikeformer.convert import SpikeformerConverter
+
+        state = SpikeformerConverter(timesteps=dst_cfg.timesteps, method="qcfs").convert(src).state_dict()
+    own = model.state_dict()
+    mismatched = [
+        f"{k} {list(v.shape)} vs {list(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"--init-from {folder}: weights do not fit {what}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            + (f", shape mismatch {mismatched[:5]}" if mismatched else "")
+        )
+    model.load_state_dict(state)
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -179,13 +207,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
     args = {"img_size": (h, w), "in_chans": c, "num_classes": len(train.classes), **cfg.model_args}
     model = create_model(cfg.model, **args)
     if cfg.init_from:
-        src, _ = load_checkpoint(cfg.init_from)
-        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"--init-from {cfg.init_from}: weights do not fit {cfg.model} with {args}: "
-                f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
+        _init_from(model, cfg.init_from, f"{cfg.model} with {args}")
     teacher = load_checkpoint(cfg.distill_from, map_location=device)[0] if cfg.distill_from else None
     model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)

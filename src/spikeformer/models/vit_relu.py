@@ -1,0 +1,536 @@
+"""ReLU vision transformers built to convert to spikes (issue 10), and a softmax/LayerNorm baseline of the same size.
+
+A transformer converts to an equivalent spiking network only where each nonlinearity has a spiking counterpart. The
+convertible block (``block="relu"``) therefore makes these choices (their cost in ANN accuracy is measured in
+``docs/conversion.md``):
+
+- Activations: QCFS, the quantization-clip-floor-shift activation of Bu et al. (ICLR 2022),
+  ``y = lambda / L * clip(floor(x L / lambda + 1/2), 0, L)`` with a trained threshold ``lambda`` per layer and ``L``
+  levels. An integrate-and-fire neuron with threshold ``lambda``, reset by subtraction and initial membrane
+  ``lambda / 2`` emits on average exactly this function of its mean input (their Theorem 2), which is what removes
+  most of the conversion error at low T.
+- Normalisation: BatchNorm after each linear layer (an affine map at inference, folded into the weights). LayerNorm
+  divides by per-token statistics: a nonlinear function with no spiking equivalent.
+- Layout: an activation precedes every weight layer (the membrane-shortcut layout of the Spike-driven Transformer,
+  Yao et al. NeurIPS 2023), so in the spiking twin every linear and conv (but the first) reads binary spikes and the
+  residual stream carries real-valued sums: ``x + W_o a_o(...)``, ``x + W_2 a_h(W_1 a(x))``.
+- Attention without softmax: ``S = a_s(Q K^T / sqrt(d))`` with ``Q, K, V = a(BN(W a(x)))`` (non-negative quantized
+  activations), output ``S V / N``: ReLU attention normalised by the token count (Wortsman et al. 2023, "Replacing
+  softmax with ReLU in Vision Transformers"), with QCFS in place of the ReLU.
+- The two products of activations (``Q K^T`` and ``S V``) are computed with ``expectation_matmul``, which is the plain
+  product for one time step (the ANN) and the Expectation Compensation of Huang et al. 2024 in the spiking twin.
+
+``spiking=True`` builds the spiking twin of the same configuration: every QCFS becomes a ``QuantIF`` neuron, every
+BatchNorm is gone (folded by ``spikeformer.convert``), and the input is repeated ``timesteps`` times (direct
+encoding). Its weights come from ``spikeformer.convert.SpikeformerConverter``; a saved twin is rebuilt from its
+manifest like any other model.
+
+``block="softmax"`` is the standard pre-LayerNorm ViT block (LayerNorm, softmax attention, GELU MLP) of the same
+width and depth, used only to measure what the convertible choices cost; it cannot be converted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from spikeformer.models._base import ResidualBlock, SpikingVisionModel
+from spikeformer.models._registry import register_model
+from spikeformer.nn.layers import LinearBN
+from spikeformer.nn.neuron import IF
+from spikeformer.nn.surrogate import SURROGATE_MODULES, make_surrogate
+
+__all__ = [
+    "QCFS",
+    "QuantIF",
+    "ReLUViT",
+    "ReLUViTConfig",
+    "BLOCKS",
+    "expectation_matmul",
+]
+
+BLOCKS = ("relu", "softmax")
+
+
+def expectation_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Product of two time-first activations whose running average is the product of their running averages.
+
+    The Expectation Compensation Module of Huang et al. 2024 ("Towards High-performance Spiking Transformers from ANN
+    to SNN Conversion"): with ``A_bar_t``, ``B_bar_t`` the means of the first ``t`` steps,
+
+        out_t = t A_bar_t B_bar_t - (t - 1) A_bar_{t-1} B_bar_{t-1},
+
+    so ``sum_{i<=t} out_i = t A_bar_t B_bar_t``: the layer after the product integrates exactly the product of the
+    mean inputs seen so far. With ``S^A_t, S^B_t`` the cumulative sums, ``t A_bar_t B_bar_t = S^A_t S^B_t / t``.
+    For a single step (the ANN) it is the plain product ``a @ b``.
+
+    Args:
+        a: ``[T, ..., N, K]``.
+        b: ``[T, ..., K, M]``.
+
+    Returns:
+        ``[T, ..., N, M]``.
+    """
+    # No branch on the shape (torch.fx can trace it): for one step t = 1 and the result is exactly ``a @ b``.
+    t = torch.ones_like(a[..., :1, :1]).cumsum(0)  # [T, ..., 1, 1]: 1, 2, ..., T
+    m = (_prefix_sum(a) @ _prefix_sum(b)) / t  # [T, ..., N, M]: t * A_bar_t @ B_bar_t
+    if isinstance(m, torch.fx.Proxy) or (torch.is_grad_enabled() and m.requires_grad):
+        return torch.cat([m[:1], m[1:] - m[:-1]])
+    m[1:] -= m[:-1].clone()  # inference: the same difference without a concatenated copy
+    return m
+
+
+def _prefix_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x.cumsum(0)``; at inference a loop of in-place additions over T (about 5x faster than ``cumsum`` over the
+    leading axis on the CPU, same float32 additions in the same order)."""
+    if isinstance(x, torch.fx.Proxy) or (torch.is_grad_enabled() and x.requires_grad):
+        return x.cumsum(0)
+    out = torch.empty_like(x)
+    out[0] = x[0]
+    for i in range(1, x.shape[0]):
+        torch.add(out[i - 1], x[i], out=out[i])
+    return out
+
+
+class _QCFSFunction(torch.autograd.Function):
+    """QCFS forward; backward with the straight-through estimator for the floor (Bu et al., ICLR 2022):
+    ``dy/dx = 1[0 < x < lambda]``, ``dy/dlambda = floor(u) / L - (x / lambda) 1[0 < x < lambda]``,
+    ``u = clip(x / lambda, 0, 1) L + 1/2``. One node instead of five keeps training memory and time down."""
+
+    @staticmethod
+    def forward(ctx, x, lam, levels):  # type: ignore[override]
+        q = torch.floor(torch.clamp(x / lam, 0.0, 1.0) * levels + 0.5)
+        ctx.save_for_backward(x, lam, q)
+        ctx.levels = levels
+        return q * (lam / levels)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, lam, q = ctx.saved_tensors
+        inside = (x > 0) & (x < lam)
+        grad_x = grad * inside
+        grad_lam = (
+            (grad * (q / ctx.levels - torch.where(inside, x / lam, 0.0))).sum() if ctx.needs_input_grad[1] else None
+        )
+        return grad_x, grad_lam, None
+
+
+class QCFS(nn.Module):
+    """Quantization-clip-floor-shift activation (Bu et al., ICLR 2022) with a trainable threshold ``lambda``.
+
+    ``y = lambda / L * clip(floor(x L / lambda + 1/2), 0, L)``: ``L + 1`` levels from 0 to ``lambda``. The floor
+    passes gradients straight through; ``lambda`` learns from both ends of the clip.
+
+    Args:
+        levels: ``L``, the number of quantization steps.
+        threshold: initial ``lambda`` (the inputs are BatchNorm outputs or residual sums of order 1).
+    """
+
+    def __init__(self, levels: int = 8, threshold: float = 4.0) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"QCFS levels must be >= 1, got {levels}")
+        self.levels = int(levels)
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _QCFSFunction.apply(x, self.threshold.clamp(min=1e-3), self.levels)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, threshold={float(self.threshold):.4g}"
+
+
+class QuantIF(IF):
+    """Integrate-and-fire neuron of a converted network: threshold ``lambda`` (a buffer, saved with the weights),
+    reset by subtraction, initial membrane ``lambda / 2`` (the QCFS shift; Bu et al., ICLR 2022).
+
+    Emits binary spikes; the spike's value ``lambda`` is folded into the weights of the layer that reads it. After
+    ``t`` steps of a constant input ``x`` it has emitted ``floor(t x / lambda + 1/2)`` spikes (clipped to ``[0, t]``),
+    so its rate is QCFS with ``L = t`` levels.
+
+    Args:
+        threshold: ``lambda`` (> 0).
+        surrogate: surrogate gradient for hybrid fine-tuning (default sigmoid, alpha 4).
+        backend: multi-step backend (``torch`` or ``fused``).
+    """
+
+    def __init__(self, threshold: float = 1.0, surrogate: nn.Module | None = None, backend: str = "torch") -> None:
+        super().__init__(v_threshold=1.0, v_reset=None, detach_reset=True, surrogate=surrogate, backend=backend)
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+
+    @property
+    def v_threshold(self) -> float:  # type: ignore[override]
+        buf = self.__dict__.get("_buffers", {}).get("threshold")
+        return float(buf) if buf is not None else self.__dict__["_init_threshold"]
+
+    @v_threshold.setter
+    def v_threshold(self, value: float) -> None:
+        buf = self.__dict__.get("_buffers", {}).get("threshold")
+        if buf is None:
+            self.__dict__["_init_threshold"] = float(value)
+        else:
+            if not value > 0:
+                raise ValueError(f"QuantIF threshold must be > 0, got {value}")
+            buf.fill_(float(value))
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[1:] if self.step_mode == "m" else x.shape
+        return torch.full(shape, 0.5 * self.v_threshold, dtype=x.dtype, device=x.device)
+
+
+@dataclass
+class ReLUViTConfig:
+    """Hyper-parameters of a convertible ReLU ViT (saved in checkpoint manifests).
+
+    Args:
+        img_size: input height and width (an int means square); divisible by ``patch_size``.
+        in_chans: input channels.
+        num_classes: classifier outputs.
+        embed_dim: token width D.
+        depth: number of transformer blocks.
+        num_heads: attention heads (D must divide evenly).
+        mlp_ratio: hidden width of the MLP as a multiple of D.
+        patch_size: side of the square patches (the patch projection is a conv with this kernel and stride).
+        stem_channels: channels of a 3x3 conv stem before the patch projection (``None``: D/4; 0: no stem).
+        block: ``relu`` (convertible: BatchNorm, QCFS, ReLU attention) or ``softmax`` (LayerNorm, softmax, GELU).
+        levels: QCFS quantization steps L (Bu et al. use 4-16; the spiking twin needs T of the order of L).
+        init_threshold: initial QCFS threshold lambda.
+        spiking: build the spiking twin (``QuantIF`` neurons, no BatchNorm, ``timesteps`` steps).
+        timesteps: T of the spiking twin (1 for the ANN).
+        surrogate, surrogate_alpha: surrogate gradient of the twin's neurons (hybrid fine-tuning).
+        backend: multi-step neuron backend of the twin.
+    """
+
+    img_size: int | tuple[int, int] = 224
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    stem_channels: int | None = None
+    block: str = "relu"
+    levels: int = 8
+    init_threshold: float = 4.0
+    spiking: bool = False
+    timesteps: int = 1
+    surrogate: str = "sigmoid"
+    surrogate_alpha: float = 4.0
+    backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        size = (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
+        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+            raise ValueError(f"img_size must be a positive int or (height, width), got {self.img_size!r}")
+        self.img_size = size
+        if self.stem_channels is None:
+            self.stem_channels = max(8, self.embed_dim // 4)
+        checks = [
+            (self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}"),
+            (self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}"),
+            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
+            (
+                self.embed_dim >= 8 and self.embed_dim % 8 == 0,
+                f"embed_dim must be a multiple of 8, got {self.embed_dim}",
+            ),
+            (
+                self.num_heads >= 1 and self.embed_dim % self.num_heads == 0,
+                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})",
+            ),
+            (self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}"),
+            (
+                self.patch_size >= 1 and all(s % self.patch_size == 0 for s in size),
+                f"img_size {list(size)} must be divisible by patch_size ({self.patch_size})",
+            ),
+            (self.stem_channels >= 0, f"stem_channels must be >= 0, got {self.stem_channels}"),
+            (self.block in BLOCKS, f"block must be one of {BLOCKS}, got {self.block!r}"),
+            (self.levels >= 1, f"levels must be >= 1, got {self.levels}"),
+            (self.init_threshold > 0, f"init_threshold must be > 0, got {self.init_threshold}"),
+            (
+                isinstance(self.timesteps, int) and self.timesteps >= 1,
+                f"timesteps must be an int >= 1, got {self.timesteps!r}",
+            ),
+            (
+                self.spiking or self.timesteps == 1,
+                f"an ANN (spiking=False) runs once: timesteps must be 1, got {self.timesteps}; set spiking=True for "
+                "the spiking twin",
+            ),
+            (
+                not (self.spiking and self.block != "relu"),
+                f"block={self.block!r} has no spiking twin (LayerNorm, softmax and GELU do not convert); "
+                "use block='relu'",
+            ),
+            (
+                self.surrogate in SURROGATE_MODULES,
+                f"surrogate must be one of {sorted(SURROGATE_MODULES)}, got {self.surrogate!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def num_tokens(self) -> int:
+        h, w = self.img_size
+        return (h // self.patch_size) * (w // self.patch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["img_size"] = list(self.img_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReLUViTConfig:
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; accepted: {sorted(cls.__dataclass_fields__)}")
+        d = dict(d)
+        if isinstance(d.get("img_size"), list):
+            d["img_size"] = tuple(d["img_size"])
+        return cls(**d)
+
+
+class ConvNorm(nn.Module):
+    """``Conv2d -> BatchNorm2d`` on ``[T, B, C, H, W]`` (the twin: a conv with bias, BatchNorm folded in)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, folded: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=folded)
+        self.bn: nn.Module = nn.Identity() if folded else nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x.flatten(0, 1)))  # [T*B, C, H, W] -> [T*B, C', H', W']
+        return y.unflatten(0, (x.shape[0], -1))  # -> [T, B, C', H', W']
+
+
+def _linear_norm(cin: int, cout: int, folded: bool) -> LinearBN:
+    m = LinearBN(cin, cout, bias=folded)
+    if folded:
+        m.bn = nn.Identity()
+    return m
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.unflatten(-1, (heads, -1)).transpose(2, 3)  # [T, B, N, D] -> [T, B, H, N, D/H]
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(2, 3).flatten(3)  # [T, B, H, N, D/H] -> [T, B, N, D]
+
+
+class PatchEmbed(nn.Module):
+    """``[T, B, C, H, W] -> [T, B, N, D]``: optional 3x3 conv stem, patch projection (conv k=s=patch), position
+    embedding added."""
+
+    def __init__(self, model: ReLUViT) -> None:
+        super().__init__()
+        c = model.config
+        folded = c.spiking
+        cin = c.in_chans
+        if c.stem_channels:
+            self.stem = ConvNorm(c.in_chans, c.stem_channels, 3, 1, 1, folded)
+            self.stem_act = model.make_act()
+            cin = c.stem_channels
+        self.proj = ConvNorm(cin, c.embed_dim, c.patch_size, c.patch_size, 0, folded)
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.num_tokens, c.embed_dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "stem"):
+            x = self.stem_act(self.stem(x))
+        x = self.proj(x)  # [T, B, D, H/p, W/p]
+        return x.flatten(3).transpose(2, 3) + self.pos_embed  # -> [T, B, N, D]
+
+
+class ReLUAttention(nn.Module):
+    """``W_o a_o(a_s(Q K^T / sqrt(d)) V / N)`` with ``Q, K, V = a(BN(W a_in(x)))`` on ``[T, B, N, D]``.
+
+    ``qk_scale`` and ``av_scale`` are buffers: ``1/sqrt(d)`` and ``1/N`` in the ANN; in the spiking twin they also
+    carry the spike values (thresholds) of the two operands, folded in by the converter.
+    """
+
+    def __init__(self, model: ReLUViT) -> None:
+        super().__init__()
+        c = model.config
+        d, folded = c.embed_dim, c.spiking
+        self.num_heads = c.num_heads
+        self.act_in = model.make_act()
+        self.q, self.k, self.v = _linear_norm(d, d, folded), _linear_norm(d, d, folded), _linear_norm(d, d, folded)
+        self.act_q, self.act_k, self.act_v = model.make_act(), model.make_act(), model.make_act()
+        self.act_s = model.make_act()
+        self.act_o = model.make_act()
+        self.proj = _linear_norm(d, d, folded)
+        self.register_buffer("qk_scale", torch.tensor((d // c.num_heads) ** -0.5))
+        self.register_buffer("av_scale", torch.tensor(1.0 / c.num_tokens))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.act_in(x)
+        q = _split_heads(self.act_q(self.q(a)), self.num_heads)  # [T, B, H, N, d]
+        k = _split_heads(self.act_k(self.k(a)), self.num_heads)
+        v = _split_heads(self.act_v(self.v(a)), self.num_heads)
+        s = self.act_s(expectation_matmul(q, k.transpose(-2, -1)) * self.qk_scale)  # [T, B, H, N, N]
+        o = _merge_heads(expectation_matmul(s, v) * self.av_scale)  # [T, B, H, N, d] -> [T, B, N, D]
+        return self.proj(self.act_o(o))
+
+
+class ReLUMLP(nn.Module):
+    """``BN(W_2 a_h(BN(W_1 a_in(x))))`` on ``[T, B, N, D]``."""
+
+    def __init__(self, model: ReLUViT) -> None:
+        super().__init__()
+        c = model.config
+        hidden = int(c.embed_dim * c.mlp_ratio)
+        self.act_in = model.make_act()
+        self.fc1 = _linear_norm(c.embed_dim, hidden, c.spiking)
+        self.act_h = model.make_act()
+        self.fc2 = _linear_norm(hidden, c.embed_dim, c.spiking)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act_h(self.fc1(self.act_in(x))))
+
+
+class SoftmaxAttention(nn.Module):
+    """Baseline: ``W_o softmax(Q K^T / sqrt(d)) V`` with ``Q, K, V = W LayerNorm(x)`` (pre-norm ViT)."""
+
+    def __init__(self, model: ReLUViT) -> None:
+        super().__init__()
+        c = model.config
+        d = c.embed_dim
+        self.num_heads = c.num_heads
+        self.scale = (d // c.num_heads) ** -0.5
+        self.norm = nn.LayerNorm(d)
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.softmax = nn.Softmax(dim=-1)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.norm(x)
+        q, k, v = (_split_heads(f(a), self.num_heads) for f in (self.q, self.k, self.v))
+        s = self.softmax((q @ k.transpose(-2, -1)) * self.scale)
+        return self.proj(_merge_heads(s @ v))
+
+
+class GELUMLP(nn.Module):
+    """Baseline: ``W_2 GELU(W_1 LayerNorm(x))``."""
+
+    def __init__(self, model: ReLUViT) -> None:
+        super().__init__()
+        c = model.config
+        hidden = int(c.embed_dim * c.mlp_ratio)
+        self.norm = nn.LayerNorm(c.embed_dim)
+        self.fc1 = nn.Linear(c.embed_dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, c.embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+class ReLUViT(SpikingVisionModel):
+    """Convertible ReLU ViT (or its spiking twin, or the softmax baseline); see the module docstring.
+
+    Keyword arguments: ``ReLUViTConfig`` fields. Input ``[B, C, H, W]`` (or ``[T, B, C, H, W]``), output logits
+    ``[B, classes]``: the ANN runs once (a sequence is run step by step and its logits averaged); the twin runs
+    ``timesteps`` steps and averages its logits over time.
+    """
+
+    config_class = ReLUViTConfig  # type: ignore[assignment]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        c = self.config
+        relu = c.block == "relu"
+        self.patch_embed = PatchEmbed(self)
+        attn, mlp = (ReLUAttention, ReLUMLP) if relu else (SoftmaxAttention, GELUMLP)
+        self.blocks = nn.ModuleList(ResidualBlock(attn(self), mlp(self)) for _ in range(c.depth))
+        self.head_act = self.make_act() if relu else nn.LayerNorm(c.embed_dim)
+        self.head = nn.Linear(c.embed_dim, c.num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def make_act(self) -> nn.Module:
+        """The activation of this configuration: QCFS (ANN), ``QuantIF`` (spiking twin) or GELU (baseline)."""
+        c = self.config
+        if c.block != "relu":
+            return nn.GELU()
+        if c.spiking:
+            return QuantIF(
+                c.init_threshold, surrogate=make_surrogate(c.surrogate, c.surrogate_alpha), backend=c.backend
+            )
+        return QCFS(c.levels, c.init_threshold)
+
+    @property
+    def spiking(self) -> bool:
+        return bool(self.config.spiking)
+
+    def spike_sources(self) -> dict[str, str]:
+        """Which activation feeds each weight layer (module paths): the converter folds the activation's spike value
+        (its threshold) into that layer's weights. Layers fed by the image are absent."""
+        plan: dict[str, str] = {}
+        if self.config.stem_channels:
+            plan["patch_embed.proj"] = "patch_embed.stem_act"
+        for i in range(len(self.blocks)):
+            p = f"blocks.{i}"
+            for name in ("q", "k", "v"):
+                plan[f"{p}.attn.{name}"] = f"{p}.attn.act_in"
+            plan[f"{p}.attn.proj"] = f"{p}.attn.act_o"
+            plan[f"{p}.mlp.fc1"] = f"{p}.mlp.act_in"
+            plan[f"{p}.mlp.fc2"] = f"{p}.mlp.act_h"
+        plan["head"] = "head_act"
+        return plan
+
+    def product_operands(self) -> dict[str, tuple[str, str]]:
+        """The scale buffer of each activation product and the two activations it multiplies."""
+        out: dict[str, tuple[str, str]] = {}
+        for i in range(len(self.blocks)):
+            p = f"blocks.{i}.attn"
+            out[f"{p}.qk_scale"] = (f"{p}.act_q", f"{p}.act_k")
+            out[f"{p}.av_scale"] = (f"{p}.act_s", f"{p}.act_v")
+        return out
+
+    def forward_features(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """``[T, B, C, H, W] -> [T, B, N, D]``: the blocks' output tokens after the head activation."""
+        x = self.patch_embed(x_seq)
+        for block in self.blocks:
+            x = block(x)
+        return self.head_act(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """``[T, B, N, D] -> [T, B, classes]``: the linear head on every token, then the mean over tokens."""
+        return self.head(feats).mean(2)
+
+    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every time step ``[T, B, classes]`` of the spiking twin (state reset first). The model run for
+        ``t`` steps returns the mean of the first ``t`` of them: every layer is causal, nothing depends on T."""
+        self.reset()
+        return self.forward_head(self.forward_features(self.to_sequence(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_seq = self.to_sequence(x)
+        self.reset()
+        if self.spiking or x_seq.shape[0] == 1:
+            return self.forward_head(self.forward_features(x_seq)).mean(0)
+        t = x_seq.shape[0]  # an ANN given a sequence: every step is an independent image, logits averaged
+        logits = self.forward_head(self.forward_features(x_seq.flatten(0, 1).unsqueeze(0)))[0]
+        return logits.reshape(t, -1, logits.shape[-1]).mean(0)
+
+
+# Registry. ImageNet geometry: ViT-Tiny / ViT-Small widths and depths (Touvron et al., DeiT), patch 16, no stem
+# (the patch projection reads the image, as in DeiT).
+_IMAGENET = dict(img_size=224, in_chans=3, num_classes=1000, patch_size=16, stem_channels=0)
+register_model("vit-tiny-relu", ReLUViT, **_IMAGENET, spiking=False, embed_dim=192, depth=12, num_heads=3)
+register_model("vit-small-relu", ReLUViT, **_IMAGENET, spiking=False, embed_dim=384, depth=12, num_heads=6)
+# Fashion-MNIST size: 28x28x1, 3x3 stem (24 channels), patch 4 (7x7 = 49 tokens), D = 96, 2 blocks, 4 heads.
+_FMNIST = dict(img_size=28, in_chans=1, num_classes=10, patch_size=4, embed_dim=96, depth=2, num_heads=4, spiking=False)
+register_model("vit-relu-fmnist", ReLUViT, **_FMNIST)
+# The same size with LayerNorm, softmax attention and GELU: the baseline that measures what conversion costs.
+register_model("vit-softmax-fmnist", ReLUViT, **_FMNIST, block="softmax")
