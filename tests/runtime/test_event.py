@@ -24,7 +24,7 @@ def test_event_layers_equal_the_dense_layers_and_switch_on_density():
             for _ in range(layer.calibration_calls):  # the first calls time both paths
                 layer(x)
             assert layer.crossover is not None and 0 < layer.crossover <= 0.9
-            layer.crossover = 0.5  # pin it: 15 % density is below, a dense input above
+            layer.crossover, layer.active = 0.5, True  # pin it: 15 % density is below, a dense input above
             before = dict(layer.calls)
             torch.testing.assert_close(layer(x), dense(x), rtol=1e-4, atol=1e-4)
             assert layer.calls["event"] == before["event"] + 1
@@ -34,6 +34,18 @@ def test_event_layers_equal_the_dense_layers_and_switch_on_density():
             layer.crossover = 0.0  # 0 turns the event path off
             layer(x)
             assert layer.calls["event"] == before["event"] + 1
+
+
+def test_a_layer_whose_inputs_are_far_denser_than_its_crossover_stops_checking():
+    lin = nn.Linear(32, 16)
+    elin = EventLinear(lin)
+    with torch.inference_mode():
+        for _ in range(elin.calibration_calls):
+            elin(torch.rand(4, 32) + 0.5)  # dense inputs: the event path is never timed
+    assert elin.crossover == 0.0 and not elin.active
+    with torch.inference_mode():
+        elin(_spikes((4, 32)))
+    assert elin.calls == {"event": 0, "dense": elin.calibration_calls}  # inactive layers don't count either
 
 
 def test_training_and_gradients_use_the_dense_path():
@@ -62,6 +74,7 @@ def test_runner_event_path_agrees_with_the_reference():
     assert runner.event_driven
     for layer in event_layers(runner.model):
         layer.crossover, layer._samples = 0.9, [0.9] * layer.calibration_calls  # every sparse input: event path
+        layer.active = True
     out = runner.run(x)
     assert sum(layer.calls["event"] for layer in event_layers(runner.model)) > 0
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95

@@ -10,9 +10,10 @@ Each call measures the input's density (non-zero fraction) and takes
 
 The crossover is measured, not guessed: on its first call each layer times both paths on its real input and sets
 ``crossover = density * t_dense / t_event`` (the event path's time is proportional to density; the dense one's is
-not), refined on the next calls while both paths are still being sampled (``calibration_calls``). A dense input
-(an image into the first layer) always takes the dense path. Results equal the dense path's up to float32 summation
-order (tests/runtime/test_event.py bounds the difference).
+not), refined on the next calls while both paths are still being sampled (``calibration_calls``). A layer whose
+calibration inputs were all more than twice as dense as its crossover stops checking (``active = False``). A dense
+input (an image into the first layer) always takes the dense path. Results equal the dense path's up to float32
+summation order (tests/runtime/test_event.py bounds the difference).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class _EventLayer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.crossover: float | None = None  # set by measurement (or by hand: 0 disables the event path)
+        self.active = True  # False once calibration shows the event path can't win here: no density checks at all
         self._samples: list[float] = []
+        self._densities: list[float] = []
         self.calls = {"event": 0, "dense": 0}
 
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,12 +52,11 @@ class _EventLayer(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return self._dense(x)
         if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() or kernels.get() is None:
             return self._dense(x)
         density = float(torch.count_nonzero(x)) / max(1, x.numel())
-        if density > MAX_CROSSOVER:
-            self.calls["dense"] += 1
-            return self._dense(x)
         if len(self._samples) < self.calibration_calls:
             return self._calibrate(x, density)
         if density < self.crossover:
@@ -64,15 +66,22 @@ class _EventLayer(nn.Module):
         return self._dense(x)
 
     def _calibrate(self, x: torch.Tensor, density: float) -> torch.Tensor:
-        t0 = time.perf_counter()
-        dense = self._dense(x)
-        t1 = time.perf_counter()
-        self._event(x)
-        t2 = time.perf_counter()
-        # event time ~ density: the density at which both paths take as long, from this sample
-        self._samples.append(density * (t1 - t0) / max(t2 - t1, 1e-9) if density > 0 else MAX_CROSSOVER)
-        self.crossover = min(MAX_CROSSOVER, sorted(self._samples)[len(self._samples) // 2])
         self.calls["dense"] += 1
+        if density > MAX_CROSSOVER:  # dense input: no need to time the event path
+            dense, sample = self._dense(x), 0.0
+        else:
+            t0 = time.perf_counter()
+            dense = self._dense(x)
+            t1 = time.perf_counter()
+            self._event(x)
+            t2 = time.perf_counter()
+            # event time ~ density: the density at which both paths take as long, from this sample
+            sample = density * (t1 - t0) / max(t2 - t1, 1e-9) if density > 0 else MAX_CROSSOVER
+        self._samples.append(sample)
+        self._densities.append(density)
+        self.crossover = min(MAX_CROSSOVER, sorted(self._samples)[len(self._samples) // 2])
+        if len(self._samples) == self.calibration_calls and self.crossover < 0.5 * min(self._densities):
+            self.active = False  # inputs here are far denser than the crossover: stop paying for the check
         return dense
 
 
