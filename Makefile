@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench lint data test-deps clean
+.PHONY: setup setup-lava run test bench lint data test-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,9 +13,22 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
+	@echo "building the compiled CPU kernels (once per machine)"
+	$(PY) -c "from spikeformer.runtime import kernels; kernels.get() or print('note: compiled kernels unavailable:', kernels.unavailable_reason())"
 	touch $(STAMP)
 
 setup: $(STAMP) data
+
+# Lava (lava-nc 0.10 needs Python 3.10) in its own environment for the fixed-point cross-check of the loihi2-emu
+# backend; made only where pyenv has 3.10 (or PYTHON310 names an interpreter). About 20 s with a warm pip cache.
+PYTHON310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python) $(shell command -v python3.10))
+LAVA_VENV ?= .venv-lava
+setup-lava:
+	@if [ -z "$(PYTHON310)" ]; then echo "note: no Python 3.10 found (pyenv install 3.10); Lava cross-check skipped"; \
+	elif [ ! -f $(LAVA_VENV)/.installed ]; then \
+	  ( $(PYTHON310) -m venv $(LAVA_VENV) && $(LAVA_VENV)/bin/pip install -q --upgrade pip && \
+	    $(LAVA_VENV)/bin/pip install -q lava-nc==0.10.0 && touch $(LAVA_VENV)/.installed ) || \
+	  { echo "note: installing lava-nc failed; the Lava cross-check will be skipped"; rm -rf $(LAVA_VENV); }; fi
 
 # Debian packages: Fashion-MNIST (dataset-fashion-mnist) for `make run`; the tests also need a PostgreSQL server.
 # Installed only when missing and when we are root; otherwise the commands that need them say how to get them.
@@ -40,7 +53,7 @@ test-deps:
 run: setup
 	$(VENV)/bin/spikeformer serve --host 127.0.0.1 --port 8000
 
-test: setup test-deps
+test: setup test-deps setup-lava
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 

@@ -957,9 +957,16 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N images only.")] = None,
     batch_size: int = 500,
     output: Annotated[str | None, typer.Option(help="Folder for confusion.png (default: the checkpoint's).")] = None,
+    backend: Annotated[
+        str, typer.Option(help="torch (the float model), or a fixed-point chip emulator: loihi2-emu, spinnaker2-emu.")
+    ] = "torch",
+    weight_splits: Annotated[int, typer.Option(help="Emulators: synapse groups per weight (see compile).")] = 2,
     as_json: JsonFlag = False,
 ) -> None:
-    """Top-1 and per-class accuracy on a data set split; writes a confusion-matrix PNG."""
+    """Top-1 and per-class accuracy on a data set split; writes a confusion-matrix PNG.
+
+    With an emulator backend the compiled integer network runs instead, and the report adds its agreement with the
+    float model's predictions."""
     from pathlib import Path
 
     from spikeformer.checkpoint import CheckpointError
@@ -976,6 +983,8 @@ def evaluate(
                 f"the data set's images are {list(data.image_shape)} (C, H, W) but the model takes "
                 f"{list(pipe.input_shape)}"
             )
+        if backend != "torch":
+            return _evaluate_emulated(checkpoint, backend, data, dataset, split, batch_size, weight_splits, as_json)
         t0 = time.perf_counter()
         result = evaluate_model(pipe.runner, data, pipe.preprocess, batch_size)
         seconds = time.perf_counter() - t0
@@ -1004,6 +1013,48 @@ def evaluate(
     Console().print(table)
     Console().print(
         f"top-1: {100 * result.top1:.2f}% on {result.num_samples} images ({seconds:.1f}s); confusion matrix: {png}",
+        highlight=False,
+    )
+
+
+def _evaluate_emulated(checkpoint, backend, data, dataset, split, batch_size, weight_splits, as_json) -> None:
+    """``evaluate --backend loihi2-emu|spinnaker2-emu``: the compiled integer network against the float model."""
+    from rich.progress import Progress
+
+    from spikeformer.checkpoint import load_checkpoint
+    from spikeformer.hardware.cli import quant_config_for
+    from spikeformer.hardware.emulator import BACKENDS, evaluate_emulated
+    from spikeformer.hardware.graph import lower_model
+    from spikeformer.hardware.quantize import quantize_graph
+    from spikeformer.hardware.targets import get_target
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; accepted: torch, {', '.join(BACKENDS)}")
+    model, manifest = load_checkpoint(checkpoint)
+    cfg = quant_config_for(manifest, None, "layer", weight_splits)
+    prog = quantize_graph(lower_model(model), get_target(backend.removesuffix("-emu")), cfg)
+    t0 = time.perf_counter()
+    with Progress(console=console, transient=True, disable=not sys.stderr.isatty() and as_json) as bar:
+        task = bar.add_task(f"{backend}", total=len(data))
+        res = evaluate_emulated(
+            prog, model, data, manifest.preprocess, batch_size, progress=lambda n: bar.advance(task, n)
+        )
+    seconds = time.perf_counter() - t0
+    report = {
+        "checkpoint": checkpoint,
+        "dataset": dataset,
+        "split": split,
+        "backend": backend,
+        "quantization": {"weight_bits": prog.target.weight_bits, "weight_splits": weight_splits, "exponent": "layer"},
+        **res,
+        "seconds": round(seconds, 2),
+    }
+    if as_json:
+        _emit_json(report)
+        return
+    console.print(
+        f"{backend}: top-1 {100 * res['top1']:.2f}% (float model {100 * res['float_top1']:.2f}%), predictions agree "
+        f"with the float model on {100 * res['agreement']:.2f}% of {res['num_samples']} images ({seconds:.0f}s)",
         highlight=False,
     )
 

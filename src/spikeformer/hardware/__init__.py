@@ -1,5 +1,11 @@
-"""Hardware: real telemetry today; NIR export and chip compilation build on it."""
+"""Hardware: telemetry, NIR exchange, and the neuromorphic compiler (split, quantize, place) with its emulators."""
 
+from spikeformer.hardware.compiler import CompileResult, compile_graph, compile_model
+from spikeformer.hardware.emulator import BACKENDS, EmulatorResult, evaluate_emulated, run_graph, run_program
+from spikeformer.hardware.graph import HwGraph, HwNode, UnsupportedLayerError, lower_model
+from spikeformer.hardware.nir import from_nir, to_nir
+from spikeformer.hardware.quantize import IntProgram, QuantConfig, QuantizationError, quantize_graph
+from spikeformer.hardware.targets import TARGETS, TargetSpec, get_target
 from spikeformer.hardware.telemetry import (
     DeviceStatus,
     cpu_status,
@@ -9,4 +15,32 @@ from spikeformer.hardware.telemetry import (
     spinnaker_status,
 )
 
-__all__ = ["DeviceStatus", "cpu_status", "cuda_status", "hardware_status", "loihi2_status", "spinnaker_status"]
+__all__ = [
+    "BACKENDS",
+    "CompileResult",
+    "DeviceStatus",
+    "EmulatorResult",
+    "HwGraph",
+    "HwNode",
+    "IntProgram",
+    "QuantConfig",
+    "QuantizationError",
+    "TARGETS",
+    "TargetSpec",
+    "UnsupportedLayerError",
+    "compile_graph",
+    "compile_model",
+    "cpu_status",
+    "cuda_status",
+    "evaluate_emulated",
+    "from_nir",
+    "get_target",
+    "hardware_status",
+    "loihi2_status",
+    "lower_model",
+    "quantize_graph",
+    "run_graph",
+    "run_program",
+    "spinnaker_status",
+    "to_nir",
+]

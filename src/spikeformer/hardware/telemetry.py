@@ -6,8 +6,9 @@ whose runtime is missing is reported as unavailable, never as healthy.
 - CPU: load average and memory from psutil; temperature from the kernel's hwmon/thermal sensors when exposed.
 - CUDA: NVML (``nvidia-ml-py``, imported as ``pynvml``): temperature, slowdown/shutdown thresholds, power and its
   limit (NVML reports mW), clock-event (throttle) reasons, memory.
-- Loihi 2: present only when Intel's ``lava-loihi`` runtime is importable (``lava.utils.loihi``); there is no public
-  temperature API for Loihi (FACTS.md section 5).
+- Loihi 2: present only when Intel's ``lava-loihi`` runtime is importable (its Loihi 2 compiler
+  ``lava.magma.compiler.subcompilers.nc`` or ``lava.utils.loihi2_profiler``; lava-nc alone ships ``lava.utils.loihi``
+  and is a CPU simulator); there is no public temperature API for Loihi (FACTS.md section 5).
 - SpiNNaker: present only when a spalloc server is configured (``SPALLOC_SERVER`` or ``~/.spalloc``).
 """
 
@@ -131,15 +132,28 @@ def cuda_status() -> list[DeviceStatus]:
     return out or [DeviceStatus("cuda", "cuda", False, "NVML found no GPU")]
 
 
+# Modules only Intel's lava-loihi extension installs (lava-nc itself ships ``lava.utils.loihi``, so that module says
+# nothing about a chip): the Loihi 2 compiler, and the profiler lava-nc's own ``lava.utils.loihi.is_installed`` tests.
+LAVA_LOIHI_MODULES = ("lava.magma.compiler.subcompilers.nc.ncproc_compiler", "lava.utils.loihi2_profiler")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
 def loihi2_status() -> DeviceStatus:
-    if importlib.util.find_spec("lava") is None:
+    if not _module_exists("lava"):
         return DeviceStatus("loihi2", "loihi2", False, "Lava is not installed (the loihi2-emu backend still works)")
-    if importlib.util.find_spec("lava.utils.loihi") is None:
+    if not any(_module_exists(m) for m in LAVA_LOIHI_MODULES):
         return DeviceStatus(
             "loihi2",
             "loihi2",
             False,
-            "Intel's lava-loihi runtime is not installed (available to Intel NRC members only)",
+            "Intel's lava-loihi runtime is not installed (available to Intel NRC members only); lava-nc alone "
+            "simulates Loihi on the CPU",
         )
     return DeviceStatus(
         "loihi2",
