@@ -80,3 +80,19 @@ def test_runner_event_path_agrees_with_the_reference():
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95
     torch.testing.assert_close(out, ref, atol=0.05, rtol=0)
     assert not Runner(model, event_driven=False).event_driven
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_energy_profiler_sees_the_fast_layers_as_the_layers_they_replace(precision):
+    from spikeformer.energy import profile
+
+    model = firing_model()
+    x = torch.rand(4, 1, 28, 28) * 3
+    runner = Runner(model, precision=precision)
+    for layer in event_layers(runner.model):
+        layer.crossover, layer._samples, layer.active = 0.9, [0.9] * layer.calibration_calls, True
+    fast, plain = profile(runner.model, x), profile(Runner(model, optimize=False).model, x)
+    assert [r.name for r in fast.layers] == [r.name for r in plain.layers]
+    assert fast.total_sops > 0 and fast.total_macs > 0
+    assert fast.total_sops == pytest.approx(plain.total_sops, rel=0.02)  # a flipped spike may move a few events
+    assert fast.total_macs == pytest.approx(plain.total_macs, rel=0.02)

@@ -111,10 +111,12 @@ class OpCounter:
         root = type(self.model).__name__.lower()
         for name, m in self.model.named_modules():
             name = name or root
-            if isinstance(m, nn.Conv2d):
-                self._handles.append(m.register_forward_hook(self._conv_hook(name)))
-            elif isinstance(m, nn.Linear):
-                self._handles.append(m.register_forward_hook(self._linear_hook(name)))
+            # the runtime's fast layers (event-driven, int8) stand for the nn.Linear / nn.Conv2d they replaced
+            base = getattr(m, "dense_equivalent", m)
+            if isinstance(base, nn.Conv2d):
+                self._handles.append(m.register_forward_hook(self._conv_hook(name, base)))
+            elif isinstance(base, nn.Linear):
+                self._handles.append(m.register_forward_hook(self._linear_hook(name, base)))
             elif isinstance(m, BaseNeuron):
                 self._handles.append(m.register_forward_hook(self._neuron_hook(name)))
             if isinstance(m, SpikingSelfAttention):
@@ -172,8 +174,8 @@ class OpCounter:
         self._reasons[row.name][self._why(info, what)] = None
 
     # -- hooks ----------------------------------------------------------------------------------------------------
-    def _linear_hook(self, name: str):
-        def hook(m: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
+    def _linear_hook(self, name: str, m: nn.Linear):
+        def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             x = inputs[0]
             info = classify_input(x)
             row = self._row(name, "linear")
@@ -182,8 +184,8 @@ class OpCounter:
 
         return hook
 
-    def _conv_hook(self, name: str):
-        def hook(m: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+    def _conv_hook(self, name: str, m: nn.Conv2d):
+        def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             x = inputs[0]
             info = classify_input(x)
             row = self._row(name, "conv2d")

@@ -90,6 +90,7 @@ class EventLinear(_EventLayer):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
+        self.__dict__["dense_equivalent"] = linear  # for the energy profiler; not a submodule
         self.weight = linear.weight
         self.bias = linear.bias
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -109,6 +110,7 @@ class EventConv2d(_EventLayer):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
+        self.__dict__["dense_equivalent"] = conv  # for the energy profiler; not a submodule
         if not supports_conv(conv):
             raise ValueError(f"EventConv2d needs a 3x3/stride 1/padding 1/ungrouped convolution, got {conv}")
         self.weight = conv.weight

@@ -85,6 +85,7 @@ class _Int8Layer(nn.Module):
 class Int8Linear(_Int8Layer):
     def __init__(self, linear: nn.Linear, terms: int = 1) -> None:
         super().__init__(linear.weight, linear.bias, linear.weight, terms)
+        self.__dict__["dense_equivalent"] = linear  # for the energy profiler; not a submodule
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +107,7 @@ class Int8Conv2d(_Int8Layer):
         o, c, kh, kw = conv.weight.shape
         # rows ordered (dy, dx, c_in), matching the im2col below
         super().__init__(conv.weight, conv.bias, conv.weight.permute(0, 2, 3, 1).reshape(o, kh * kw * c), terms)
+        self.__dict__["dense_equivalent"] = conv  # for the energy profiler; not a submodule
         self.kernel, self.stride, self.padding = (kh, kw), conv.stride, conv.padding
         self.out_channels = o
 
