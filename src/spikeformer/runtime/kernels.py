@@ -7,6 +7,7 @@ computes the same thing more slowly. The reason is logged once and kept in ``una
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -27,12 +28,24 @@ _state: dict = {"done": False, "module": None, "reason": None}
 _CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 
 
+def _cpu_tag() -> str:
+    """Names the build after this CPU's instruction sets: a cached -march=native build never runs on another CPU."""
+    capability = str(torch.backends.cpu.get_cpu_capability()).lower()
+    try:
+        flags = next(
+            (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features"))),
+            "",
+        )
+    except OSError:
+        flags = ""
+    return f"{capability}_{hashlib.sha1(flags.encode()).hexdigest()[:8]}"
+
+
 def _build() -> ModuleType:
     from torch.utils import cpp_extension
 
-    capability = str(torch.backends.cpu.get_cpu_capability()).lower()
     return cpp_extension.load(
-        name=f"spikeformer_kernels_{capability}",
+        name=f"spikeformer_kernels_{_cpu_tag()}",
         sources=[str(_SOURCE)],
         extra_cflags=_CFLAGS,
         extra_ldflags=["-fopenmp"],
