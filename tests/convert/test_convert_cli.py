@@ -19,7 +19,8 @@ def _run(*args: str):
     return runner.invoke(app, ["convert", *args])
 
 
-def test_convert_sweep_prints_one_json_object_and_saves_checkpoints(digits_ann_checkpoint, tmp_path):
+@pytest.mark.parametrize("neuron", [None, "if", "st-bif"])
+def test_convert_sweep_prints_one_json_object_and_saves_checkpoints(digits_ann_checkpoint, tmp_path, neuron):
     ann = digits_ann_checkpoint()
     out = tmp_path / "out"
     r = _run(
@@ -38,18 +39,21 @@ def test_convert_sweep_prints_one_json_object_and_saves_checkpoints(digits_ann_c
         "--output",
         str(out),
         "--json",
+        *(["--neuron", neuron] if neuron else []),
     )
     assert r.exit_code == 0, r.output
     lines = [x for x in r.stdout.splitlines() if x.strip()]
     assert len(lines) == 1
     d = json.loads(lines[0])
     assert 0 <= d["ann_top1"] <= 1 and d["num_test"] == 40
+    assert d["neuron"] == (neuron or "st-bif")  # the command's default: signed neurons
     assert [row["timesteps"] for row in d["results"]] == [2, 4]
     for row in d["results"]:
         assert set(row) >= {"timesteps", "top1", "agreement", "energy_j", "checkpoint"}
         assert 0 <= row["agreement"] <= 1 and row["energy_j"] > 0
         pipe = load_pipeline(row["checkpoint"])  # sha256 verified, rebuilt from the manifest's config
         assert pipe.manifest.config["spiking"] is True and pipe.manifest.timesteps == row["timesteps"]
+        assert pipe.manifest.config["neuron"] == d["neuron"] == pipe.manifest.training["neuron"]
         assert pipe.manifest.training["converted_from"] == str(ann)
         assert pipe.manifest.metrics["top1"] == pytest.approx(row["top1"])
         # the sweep (one run at the largest T) agrees with serving each checkpoint through the pipeline
@@ -79,6 +83,7 @@ def test_convert_refuses_softmax_layernorm_checkpoint_naming_layers(digits_ann_c
         (["--timesteps", "4,x"], "comma-separated integers"),
         (["--timesteps", "0"], "between 1 and"),
         (["--method", "robust"], "accepted: qcfs, max, percentile"),
+        (["--neuron", "lif"], "accepted: if, st-bif"),
         (["--percentile", "120"], "percentile"),
         (["--dataset", "fashion-mnist"], "takes [1, 8, 8]"),
     ],

@@ -17,7 +17,7 @@ from spikeformer.convert import (
     profile_converted,
 )
 from spikeformer.data import Preprocess
-from spikeformer.models.vit_relu import QuantIF, ReLUViT, expectation_matmul
+from spikeformer.models.vit_relu import QCFS, STBIF, QuantIF, ReLUViT, cumulative_matmul, expectation_matmul
 from spikeformer.nn import reset_states
 
 
@@ -110,6 +110,87 @@ def test_converted_vit_saves_and_loads_as_a_checkpoint(tiny_vit, tmp_path):
     assert torch.allclose(pipe.predict_logits(images), direct, atol=1e-4)
     thresholds = [float(m.threshold) for m in pipe.model.modules() if isinstance(m, QuantIF)]
     assert thresholds == [float(m.threshold) for m in snn.modules() if isinstance(m, QuantIF)]
+
+
+def test_cumulative_matmul_sum_is_product_of_sums():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randint(-1, 2, (9, 2, 3, 5, 4), generator=g).float()  # signed spikes [T, B, H, N, K]
+    b = torch.randint(-1, 2, (9, 2, 3, 4, 6), generator=g).float()
+    out = cumulative_matmul(a, b)
+    assert torch.allclose(out.cumsum(0), a.cumsum(0) @ b.cumsum(0), atol=1e-5)
+    assert not torch.allclose(out.cumsum(0), (a @ b).cumsum(0), atol=1e-3)
+    assert torch.equal(cumulative_matmul(a[:1], b[:1]), a[:1] @ b[:1])
+
+
+def test_st_bif_cumulative_output_is_the_qcfs_level_of_the_accumulated_input():
+    """Reference: the ANN's QCFS of the summed input. Inputs arrive over 6 steps (some overshoot, then pull back),
+    then stop; L steps later theta * (spike count) is the QCFS output exactly, and -1 spikes did the undoing."""
+    levels, lam = 8, 2.0
+    g = torch.Generator().manual_seed(0)
+    drive = torch.randn(6, 500, generator=g) * 1.5
+    drive[1] += 2.0  # an early burst ...
+    drive[3] -= 2.0  # ... taken back later: an IF neuron would stay over-fired
+    x = torch.cat([drive, torch.zeros(levels + 1, 500)])
+    n = STBIF(lam / levels, levels)
+    spikes = n(x)
+    assert set(spikes.unique().tolist()) <= {-1.0, 0.0, 1.0} and bool((spikes == -1).any())
+    count = spikes.cumsum(0)
+    assert bool((count >= 0).all() and (count <= levels).all())  # the tracer keeps the count in [0, L]
+    expected = QCFS(levels, lam)(drive.sum(0)).detach()
+    assert torch.allclose(count[-1] * (lam / levels), expected, atol=1e-6)
+    assert torch.equal(count[-1], n.count)
+    n.reset()
+    assert n.v is None and n.count is None
+
+
+def test_st_bif_twin_equals_the_ann_once_settled(tiny_vit):
+    ann = tiny_vit()  # L = 8
+    x = torch.rand(8, 1, 8, 8)
+    conv = SpikeformerConverter(24, neuron="st-bif")
+    snn = conv.convert(ann)
+    assert snn.config.neuron == "st-bif" and snn.config.cumulative
+    neurons = [m for m in snn.modules() if isinstance(m, STBIF)]
+    lam = conv.thresholds(ann)
+    assert len(neurons) == len(lam) and all(m.levels == 8 for m in neurons)
+    assert sorted(float(m.threshold) for m in neurons) == pytest.approx(sorted(v / 8 for v in lam.values()))
+    with torch.no_grad():
+        ref = ann(x)
+        running = snn.forward_steps(x).cumsum(0)  # [24, 8, 10]
+        assert torch.allclose(snn(x), running[-1], atol=1e-5)  # the twin's output is the sum over steps
+        for t in (2, 5):  # the sum of the first t step logits is the twin run for t steps
+            assert torch.allclose(running[t - 1], SpikeformerConverter(t, neuron="st-bif").convert(ann)(x), atol=1e-5)
+    assert float((running[1] - ref).abs().max()) > 0.1  # not settled after 2 steps
+    assert torch.allclose(running[-1], ref, atol=1e-4)  # settled: the ANN's logits
+
+
+def test_st_bif_twin_saves_loads_and_charges_spike_driven_operations(tiny_vit, tmp_path):
+    snn = SpikeformerConverter(12, neuron="st-bif").convert(tiny_vit())
+    pre = Preprocess.for_dataset("digits")
+    save_checkpoint(snn, tmp_path / "snn", pre, [str(i) for i in range(10)], "digits")
+    pipe = load_pipeline(tmp_path / "snn")
+    assert pipe.manifest.config["neuron"] == "st-bif" and isinstance(pipe.model.blocks[0].attn.act_s, STBIF)
+    images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(pipe.predict_logits(images), snn(pre(images)), atol=1e-4)
+    x = torch.rand(2, 1, 8, 8)
+    report = profile_converted(snn, x)
+    rows = {r.name: r for r in report.layers}
+    stem = rows["patch_embed.stem.conv"]
+    assert stem.input_kind == "real" and stem.macs == stem.dense_macs and stem.calls == 1  # the image, read once
+    rate = profile_converted(SpikeformerConverter(12).convert(tiny_vit()), x)
+    assert {r.name: r for r in rate.layers}["patch_embed.stem.conv"].macs == 12 * stem.macs
+    weight_rows = [r for r in report.layers if r.kind in ("linear", "conv2d") and r.name != "patch_embed.stem.conv"]
+    assert weight_rows and all(r.input_kind in ("binary", "count", "mixed") and r.macs == 0 for r in weight_rows)
+    qk, sv = rows["blocks.0.attn.qk"], rows["blocks.0.attn.sv"]
+    assert qk.kind == "sum:q k^T" and qk.macs == 0 and qk.sops > 0 and sv.macs == 0 and sv.sops > 0
+    assert all(r.macs == 0 for r in report.layers if r is not stem)  # every other operation is driven by spikes
+
+
+def test_st_bif_needs_a_vit(tiny_vit):
+    with pytest.raises(ValueError, match="accepted: if, st-bif"):
+        SpikeformerConverter(4, neuron="lif")
+    with pytest.raises(ValueError, match="ReLU ViTs only"):
+        SpikeformerConverter(4, method="max", neuron="st-bif").convert(_cnn())
 
 
 def _cnn() -> nn.Sequential:

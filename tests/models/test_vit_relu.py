@@ -80,6 +80,7 @@ def test_ann_given_a_sequence_averages_its_steps():
         ({"img_size": 30}, "divisible by patch_size"),
         ({"block": "gelu"}, "block must be one of"),
         ({"levels": 0}, "levels"),
+        ({"neuron": "lif"}, "neuron must be one of"),
         ({"colour": 1}, "unknown argument"),
     ],
 )
@@ -92,6 +93,8 @@ def test_config_round_trip_and_spike_plan_names_real_modules():
     model = spikeformer.create_model("vit-relu-fmnist", depth=2)
     assert isinstance(model, ReLUViT)
     assert type(model.config).from_dict(model.config.to_dict()) == model.config
+    twin = spikeformer.create_model("vit-relu-fmnist", depth=1, spiking=True, timesteps=3, neuron="st-bif")
+    assert type(twin.config).from_dict(twin.config.to_dict()) == twin.config and twin.config.cumulative
     names = dict(model.named_modules())
     for consumer, source in model.spike_sources().items():
         assert consumer in names and isinstance(names[source], QCFS)

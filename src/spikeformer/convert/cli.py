@@ -84,6 +84,7 @@ def run_conversion(
     output: str | None = None,
     save: bool = True,
     progress: bool = True,
+    neuron: str = "st-bif",
 ) -> dict[str, Any]:
     """Convert the ANN checkpoint at every T; returns the JSON-ready result (see ``spikeformer convert --help``)."""
     import torch
@@ -132,7 +133,7 @@ def run_conversion(
     energy_x = preprocess(test.images[: max(1, energy_samples)])
 
     def converted(t: int) -> torch.nn.Module:
-        conv = SpikeformerConverter(t, method, percentile)
+        conv = SpikeformerConverter(t, method, percentile, neuron)
         conv.statistics, conv.calibration_samples = probe.statistics, probe.calibration_samples
         return conv.convert(ann)
 
@@ -175,6 +176,7 @@ def run_conversion(
                     "converted_from": str(checkpoint),
                     "ann_sha256": manifest.sha256,
                     "method": method,
+                    "neuron": neuron,
                     "percentile": percentile if method == "percentile" else None,
                     "calibration_samples": probe.calibration_samples,
                     "thresholds": probe_thresholds(probe, ann),
@@ -188,7 +190,7 @@ def run_conversion(
             f"{1e6 * row['energy_j']:.2f} uJ/inference",
             highlight=False,
         )
-    title = f"{manifest.model_name} -> SNN ({method}) on {dataset} test ({len(test)} images)"
+    title = f"{manifest.model_name} -> SNN ({method}, {neuron} neurons) on {dataset} test ({len(test)} images)"
     png = _plot(results, ann_eval.top1, ann_energy, out / "conversion.png", title)
     summary = {
         "ok": True,
@@ -197,6 +199,7 @@ def run_conversion(
         "dataset": dataset,
         "num_test": len(test),
         "method": method,
+        "neuron": neuron,
         "ann_top1": ann_eval.top1,
         "ann_energy_j": ann_energy,
         "results": results,
@@ -215,8 +218,9 @@ def _sweep_predictions(converted, timesteps, test, preprocess, evaluate, progres
     """Predictions ``{T: [N]}`` of the converted model at every T.
 
     A converted ``ReLUViT`` is causal (no layer depends on the total T), so one run at the largest T gives every
-    smaller T: the model run for ``t`` steps returns the mean of the first ``t`` step logits
-    (``tests/convert/test_converter.py`` checks this). Other models are evaluated once per T through the ``Runner``.
+    smaller T: the model run for ``t`` steps returns the mean (rate coding) or the sum (``st-bif``) of the first ``t``
+    step logits, whose argmax is the argmax of their sum (``tests/convert/test_converter.py`` checks this).
+    Other models are evaluated once per T through the ``Runner``.
     """
     import torch
     from rich.progress import Progress
@@ -257,6 +261,9 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Thresholds: qcfs (trained), max or percentile (calibrated).")
         ] = "qcfs",
         percentile: Annotated[float, typer.Option(help="Percentile of --method percentile.")] = 99.9,
+        neuron: Annotated[
+            str, typer.Option(help="st-bif (signed neurons, SpikeZIP-TF; exact once settled) or if (rate-coded IF).")
+        ] = "st-bif",
         calibration_samples: Annotated[int, typer.Option(min=1, help="Training images used to calibrate.")] = 512,
         limit_test: Annotated[int | None, typer.Option(help="Evaluate the first N test images only.")] = None,
         energy_samples: Annotated[int, typer.Option(min=1, help="Test images profiled for energy.")] = 16,
@@ -275,6 +282,8 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"unknown --method {method!r}; accepted: qcfs, max, percentile")
             if not 0 < percentile <= 100:
                 raise ValueError(f"--percentile must be in (0, 100], got {percentile}")
+            if neuron not in ("if", "st-bif"):
+                raise ValueError(f"unknown --neuron {neuron!r}; accepted: if, st-bif")
             summary = run_conversion(
                 checkpoint,
                 ts,
@@ -288,6 +297,7 @@ def register(app: typer.Typer) -> None:
                 output=output,
                 save=save,
                 progress=not as_json,
+                neuron=neuron,
             )
         except (ValueError, DatasetNotFoundError, CheckpointError) as e:
             fail(str(e), as_json=as_json)

@@ -17,6 +17,9 @@ What every conversion does:
   activation seen on calibration data (Diehl et al. 2015 "data-based normalisation"); ``percentile`` the p-th
   percentile of the positive activations (Rueckauer et al. 2017; 99.9 by default), averaged over calibration batches;
 - products of two activations (attention ``Q K^T`` and ``S V``) use ``expectation_matmul`` (Huang et al. 2024);
+- ``neuron="st-bif"`` (convertible ViTs): the accumulation-coded twin of SpikeZIP-TF (You et al., ICML 2024): signed
+  ``STBIF`` neurons with threshold ``lambda / L`` and spike count in ``[0, L]``, input and biases once, outputs summed;
+  its logits become exactly the ANN's once every neuron has settled (no rate-coding approximation);
 - max-pooling of spikes passes, at every step, the spike of the input with the highest spike count so far
   (Rueckauer et al. 2017, "Conversion of continuous-valued deep networks to efficient event-driven networks").
 
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeformer.models import build_architecture
-from spikeformer.models.vit_relu import QCFS, ConvNorm, QuantIF, ReLUViT
+from spikeformer.models.vit_relu import NEURON_KINDS, QCFS, ConvNorm, QuantIF, ReLUViT
 from spikeformer.nn.base import StatefulModule, reset_states
 from spikeformer.nn.layers import LinearBN, SeqToANN
 from spikeformer.nn.neuron import BaseNeuron
@@ -46,12 +49,14 @@ __all__ = [
     "GatedMaxPool2d",
     "LayerProblem",
     "METHODS",
+    "NEURONS",
     "SpikeformerConverter",
     "SpikingSequential",
     "find_unconvertible",
 ]
 
 METHODS = ("qcfs", "max", "percentile")
+NEURONS = NEURON_KINDS
 
 _ACTIVATIONS = (nn.ReLU, QCFS)
 _STATELESS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
@@ -270,6 +275,8 @@ class SpikeformerConverter:
         method: how thresholds are set: ``qcfs`` (the ANN's trained QCFS thresholds), ``max`` or ``percentile``
             (from calibration data; see the module docstring).
         percentile: the percentile of ``method="percentile"`` (in (0, 100]).
+        neuron: ``if`` (rate-coded ``QuantIF`` twin) or ``st-bif`` (accumulation-coded twin with signed ``STBIF``
+            neurons, SpikeZIP-TF; convertible ViTs only).
 
     Example::
 
@@ -278,14 +285,17 @@ class SpikeformerConverter:
         snn = conv.convert(ann)                    # [B, C, H, W] -> logits [B, classes]
     """
 
-    def __init__(self, timesteps: int = 32, method: str = "qcfs", percentile: float = 99.9) -> None:
+    def __init__(self, timesteps: int = 32, method: str = "qcfs", percentile: float = 99.9, neuron: str = "if") -> None:
         if not isinstance(timesteps, int) or timesteps < 1:
             raise ValueError(f"timesteps must be an int >= 1, got {timesteps!r}")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; accepted: {', '.join(METHODS)}")
         if not 0 < percentile <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        if neuron not in NEURONS:
+            raise ValueError(f"unknown neuron {neuron!r}; accepted: {', '.join(NEURONS)}")
         self.timesteps = timesteps
+        self.neuron = neuron
         self.method = method
         self.percentile = float(percentile)
         self.statistics: dict[str, dict[str, float]] = {}
@@ -379,11 +389,18 @@ class SpikeformerConverter:
             raise ConversionError(problems)
         if isinstance(model, ReLUViT):
             return self._convert_vit(model)
+        if self.neuron != "if":
+            raise ValueError(
+                f"neuron {self.neuron!r} converts the registry's ReLU ViTs only; an nn.Sequential converts with 'if'"
+            )
         return self._convert_sequential(model)
 
     def _convert_vit(self, model: ReLUViT) -> ReLUViT:
         lam = self.thresholds(model)
-        cfg = {**model.config.to_dict(), "spiking": True, "timesteps": self.timesteps}
+        if self.neuron == "st-bif":  # a spike is one QCFS level: lambda / L
+            acts = dict(model.named_modules())
+            lam = {p: v / acts[p].levels for p, v in lam.items()}
+        cfg = {**model.config.to_dict(), "spiking": True, "timesteps": self.timesteps, "neuron": self.neuron}
         twin = build_architecture(type(model).__name__, cfg, name=getattr(model, "model_name", None))
         sources = model.spike_sources()
         state: dict[str, torch.Tensor] = {}

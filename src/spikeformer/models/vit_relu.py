@@ -20,6 +20,17 @@ convertible block (``block="relu"``) therefore makes these choices (their cost i
 - The two products of activations (``Q K^T`` and ``S V``) are computed with ``expectation_matmul``, which is the plain
   product for one time step (the ANN) and the Expectation Compensation of Huang et al. 2024 in the spiking twin.
 
+Two spiking twins (``neuron``):
+
+- ``"if"`` (rate coding): ``QuantIF`` neurons (threshold ``lambda``, binary spikes), the image repeated every step,
+  outputs averaged over T; the twin approaches the ANN as T grows (the rate of an IF neuron is QCFS with ``L = T``).
+- ``"st-bif"`` (accumulation coding, SpikeZIP-TF, You et al., ICML 2024): ``STBIF`` neurons with threshold
+  ``lambda / L`` that emit +1 or -1 spikes and keep their spike count in ``[0, L]``; the image is given once (step 0),
+  every bias and the position embedding are added once, the products use ``cumulative_matmul`` and the output is the
+  *sum* over steps. Once the inputs of a neuron stop changing, its spike count is ``floor(X L / lambda + 1/2)``
+  clipped to ``[0, L]`` for the accumulated input ``X``: exactly the ANN's QCFS level, so after enough steps the
+  twin's logits equal the ANN's (up to float rounding at level boundaries).
+
 ``spiking=True`` builds the spiking twin of the same configuration: every QCFS becomes a ``QuantIF`` neuron, every
 BatchNorm is gone (folded by ``spikeformer.convert``), and the input is repeated ``timesteps`` times (direct
 encoding). Its weights come from ``spikeformer.convert.SpikeformerConverter``; a saved twin is rebuilt from its
@@ -47,6 +58,9 @@ from spikeformer.nn.surrogate import SURROGATE_MODULES, make_surrogate
 __all__ = [
     "QCFS",
     "QuantIF",
+    "STBIF",
+    "NEURON_KINDS",
+    "cumulative_matmul",
     "ReLUViT",
     "ReLUViTConfig",
     "BLOCKS",
@@ -54,6 +68,7 @@ __all__ = [
 ]
 
 BLOCKS = ("relu", "softmax")
+NEURON_KINDS = ("if", "st-bif")
 
 
 def expectation_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -81,6 +96,26 @@ def expectation_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if isinstance(m, torch.fx.Proxy) or (torch.is_grad_enabled() and m.requires_grad):
         return torch.cat([m[:1], m[1:] - m[:-1]])
     m[1:] -= m[:-1].clone()  # inference: the same difference without a concatenated copy
+    return m
+
+
+def cumulative_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Product of two time-first activations in accumulation coding: the sum of the output over the first ``t`` steps
+    is the product of the sums of the inputs, ``out_t = S^A_t S^B_t - S^A_{t-1} S^B_{t-1}`` (``S`` the cumulative
+    sums; SpikeZIP-TF's spiking matrix product). ``out_t = A_t S^B_t + S^A_{t-1} B_t``: every (signed) spike of ``A_t``
+    adds a row of ``S^B_t``, every spike of ``B_t`` a column of ``S^A_{t-1}``. One step: the plain product.
+
+    Args:
+        a: ``[T, ..., N, K]``.
+        b: ``[T, ..., K, M]``.
+
+    Returns:
+        ``[T, ..., N, M]``.
+    """
+    m = _prefix_sum(a) @ _prefix_sum(b)
+    if torch.is_grad_enabled() and m.requires_grad:
+        return torch.cat([m[:1], m[1:] - m[:-1]])
+    m[1:] -= m[:-1].clone()
     return m
 
 
@@ -182,6 +217,62 @@ class QuantIF(IF):
         return torch.full(shape, 0.5 * self.v_threshold, dtype=x.dtype, device=x.device)
 
 
+class STBIF(QuantIF):
+    """Signed integrate-and-fire neuron with a spike tracer (ST-BIF, SpikeZIP-TF, You et al., ICML 2024).
+
+    Threshold ``theta`` (the spike value, ``lambda / L`` of the QCFS it replaces), initial membrane ``theta / 2``,
+    reset by subtraction, and a spike count ``n`` kept in ``[0, L]``. At each step, after adding the input:
+
+    - ``v >= theta`` and ``n < L``: spike +1, ``v -= theta``, ``n += 1``;
+    - ``v < 0`` and ``n > 0``: spike -1, ``v += theta``, ``n -= 1`` (undoes an earlier over-firing);
+    - otherwise no spike.
+
+    ``v = theta / 2 + X - theta n`` for the accumulated input ``X``, so the neuron is at rest exactly when
+    ``n = clip(floor(X / theta + 1/2), 0, L)``, the QCFS level of ``X``, and it moves one level per step towards it:
+    its cumulative output ``theta n`` equals ``QCFS(X)`` at most ``L`` steps after its input stops changing.
+    Spikes are in ``{-1, 0, 1}``; their value ``theta`` is folded into the weights of the reading layer. Inference only
+    (no surrogate gradient; ``backend`` is accepted and ignored).
+
+    Args:
+        threshold: ``theta`` (> 0).
+        levels: ``L``, the largest spike count (the QCFS levels).
+    """
+
+    def __init__(
+        self, threshold: float = 1.0, levels: int = 8, surrogate: nn.Module | None = None, backend: str = "torch"
+    ) -> None:
+        super().__init__(threshold, surrogate=surrogate, backend=backend)
+        if levels < 1:
+            raise ValueError(f"STBIF levels must be >= 1, got {levels}")
+        self.levels = int(levels)
+        self.register_state("count", None)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = ...):  # type: ignore[override]
+        """``forward(x) -> spikes`` in ``{-1, 0, 1}``; the membrane and the count are kept inside the module."""
+        if state is not ...:
+            raise ValueError("STBIF keeps its state (membrane and spike count) inside the module; call neuron(x)")
+        seq = x if self.step_mode == "m" else x.unsqueeze(0)
+        theta = self.threshold.to(seq.dtype)
+        v = (
+            self.v
+            if self.v is not None
+            else torch.full(seq.shape[1:], 0.5 * float(theta), dtype=seq.dtype, device=seq.device)
+        )
+        n = self.count if self.count is not None else torch.zeros_like(v)
+        out = torch.empty_like(seq)
+        for t in range(seq.shape[0]):
+            v = v + seq[t]
+            s = ((v >= theta) & (n < self.levels)).to(seq.dtype) - ((v < 0) & (n > 0)).to(seq.dtype)
+            v = v - s * theta
+            n = n + s
+            out[t] = s
+        self.v, self.count = v, n
+        return out if self.step_mode == "m" else out[0]
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.v_threshold:.4g}, levels={self.levels}, step_mode={self.step_mode!r}"
+
+
 @dataclass
 class ReLUViTConfig:
     """Hyper-parameters of a convertible ReLU ViT (saved in checkpoint manifests).
@@ -200,6 +291,8 @@ class ReLUViTConfig:
         levels: QCFS quantization steps L (Bu et al. use 4-16; the spiking twin needs T of the order of L).
         init_threshold: initial QCFS threshold lambda.
         spiking: build the spiking twin (``QuantIF`` neurons, no BatchNorm, ``timesteps`` steps).
+        neuron: the twin's neurons and coding: ``if`` (rate coding, ``QuantIF``) or ``st-bif`` (accumulation coding,
+            signed ``STBIF`` neurons; see the module docstring). Ignored by the ANN.
         timesteps: T of the spiking twin (1 for the ANN).
         surrogate, surrogate_alpha: surrogate gradient of the twin's neurons (hybrid fine-tuning).
         backend: multi-step neuron backend of the twin.
@@ -222,6 +315,7 @@ class ReLUViTConfig:
     surrogate: str = "sigmoid"
     surrogate_alpha: float = 4.0
     backend: str = "torch"
+    neuron: str = "if"
 
     def __post_init__(self) -> None:
         size = (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
@@ -250,6 +344,7 @@ class ReLUViTConfig:
             (self.stem_channels >= 0, f"stem_channels must be >= 0, got {self.stem_channels}"),
             (self.block in BLOCKS, f"block must be one of {BLOCKS}, got {self.block!r}"),
             (self.levels >= 1, f"levels must be >= 1, got {self.levels}"),
+            (self.neuron in NEURON_KINDS, f"neuron must be one of {NEURON_KINDS}, got {self.neuron!r}"),
             (self.init_threshold > 0, f"init_threshold must be > 0, got {self.init_threshold}"),
             (
                 isinstance(self.timesteps, int) and self.timesteps >= 1,
@@ -275,6 +370,11 @@ class ReLUViTConfig:
                 raise ValueError(message)
 
     @property
+    def cumulative(self) -> bool:
+        """Accumulation coding (the ``st-bif`` twin): input once, biases once, outputs summed over the steps."""
+        return bool(self.spiking and self.neuron == "st-bif")
+
+    @property
     def num_tokens(self) -> int:
         h, w = self.img_size
         return (h // self.patch_size) * (w // self.patch_size)
@@ -296,21 +396,44 @@ class ReLUViTConfig:
         return cls(**d)
 
 
-class ConvNorm(nn.Module):
-    """``Conv2d -> BatchNorm2d`` on ``[T, B, C, H, W]`` (the twin: a conv with bias, BatchNorm folded in)."""
+def _bias_once(y: torch.Tensor, bias: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+    """Remove ``bias`` from steps 1.. of ``y`` ``[T, ...]`` (accumulation coding adds a bias once, at step 0)."""
+    if bias is None or y.shape[0] == 1:
+        return y
+    b = bias.reshape(shape)
+    if torch.is_grad_enabled() and y.requires_grad:
+        return torch.cat([y[:1], y[1:] - b])
+    y[1:] -= b
+    return y
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, folded: bool = False) -> None:
+
+class ConvNorm(nn.Module):
+    """``Conv2d -> BatchNorm2d`` on ``[T, B, C, H, W]`` (the twin: a conv with bias, BatchNorm folded in; with
+    ``once``, the accumulation-coded twin, the bias is added at step 0 only)."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, padding: int, folded: bool = False, once: bool = False
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=folded)
         self.bn: nn.Module = nn.Identity() if folded else nn.BatchNorm2d(cout)
+        self.once = bool(once)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(self.conv(x.flatten(0, 1)))  # [T*B, C, H, W] -> [T*B, C', H', W']
-        return y.unflatten(0, (x.shape[0], -1))  # -> [T, B, C', H', W']
+        y = y.unflatten(0, (x.shape[0], -1))  # -> [T, B, C', H', W']
+        return _bias_once(y, self.conv.bias, (-1, 1, 1)) if self.once else y
 
 
-def _linear_norm(cin: int, cout: int, folded: bool) -> LinearBN:
-    m = LinearBN(cin, cout, bias=folded)
+class _LinearOnce(LinearBN):
+    """A folded ``LinearBN`` of the accumulation-coded twin: the bias is added at step 0 only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _bias_once(self.linear(x), self.linear.bias, (-1,))
+
+
+def _linear_norm(cin: int, cout: int, folded: bool, once: bool = False) -> LinearBN:
+    m = (_LinearOnce if once else LinearBN)(cin, cout, bias=folded)
     if folded:
         m.bn = nn.Identity()
     return m
@@ -331,21 +454,34 @@ class PatchEmbed(nn.Module):
     def __init__(self, model: ReLUViT) -> None:
         super().__init__()
         c = model.config
-        folded = c.spiking
+        folded, once = c.spiking, c.cumulative
+        self.once = once
         cin = c.in_chans
         if c.stem_channels:
-            self.stem = ConvNorm(c.in_chans, c.stem_channels, 3, 1, 1, folded)
+            self.stem = ConvNorm(c.in_chans, c.stem_channels, 3, 1, 1, folded, once)
             self.stem_act = model.make_act()
             cin = c.stem_channels
-        self.proj = ConvNorm(cin, c.embed_dim, c.patch_size, c.patch_size, 0, folded)
+        self.proj = ConvNorm(cin, c.embed_dim, c.patch_size, c.patch_size, 0, folded, once)
         self.pos_embed = nn.Parameter(torch.zeros(1, c.num_tokens, c.embed_dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
+    def _read_image(self, conv: ConvNorm, x: torch.Tensor) -> torch.Tensor:
+        """The image-reading conv; in accumulation coding an image given once (steps 1.. zero) is read once."""
+        if self.once and x.shape[0] > 1 and not bool(x[1:].any()):
+            y = conv(x[:1])
+            return torch.cat([y, y.new_zeros((x.shape[0] - 1, *y.shape[1:]))])
+        return conv(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "stem"):
-            x = self.stem_act(self.stem(x))
-        x = self.proj(x)  # [T, B, D, H/p, W/p]
-        return x.flatten(3).transpose(2, 3) + self.pos_embed  # -> [T, B, N, D]
+            x = self.stem_act(self._read_image(self.stem, x))
+            x = self.proj(x)  # [T, B, D, H/p, W/p]
+        else:
+            x = self._read_image(self.proj, x)
+        x = x.flatten(3).transpose(2, 3)  # -> [T, B, N, D]
+        if self.once and x.shape[0] > 1:  # the position embedding is a bias: added once
+            return torch.cat([x[:1] + self.pos_embed, x[1:]])
+        return x + self.pos_embed
 
 
 class ReLUAttention(nn.Module):
@@ -358,14 +494,15 @@ class ReLUAttention(nn.Module):
     def __init__(self, model: ReLUViT) -> None:
         super().__init__()
         c = model.config
-        d, folded = c.embed_dim, c.spiking
+        d, folded, once = c.embed_dim, c.spiking, c.cumulative
         self.num_heads = c.num_heads
+        self.cumulative = once
         self.act_in = model.make_act()
-        self.q, self.k, self.v = _linear_norm(d, d, folded), _linear_norm(d, d, folded), _linear_norm(d, d, folded)
+        self.q, self.k, self.v = (_linear_norm(d, d, folded, once) for _ in range(3))
         self.act_q, self.act_k, self.act_v = model.make_act(), model.make_act(), model.make_act()
         self.act_s = model.make_act()
         self.act_o = model.make_act()
-        self.proj = _linear_norm(d, d, folded)
+        self.proj = _linear_norm(d, d, folded, once)
         self.register_buffer("qk_scale", torch.tensor((d // c.num_heads) ** -0.5))
         self.register_buffer("av_scale", torch.tensor(1.0 / c.num_tokens))
 
@@ -374,8 +511,9 @@ class ReLUAttention(nn.Module):
         q = _split_heads(self.act_q(self.q(a)), self.num_heads)  # [T, B, H, N, d]
         k = _split_heads(self.act_k(self.k(a)), self.num_heads)
         v = _split_heads(self.act_v(self.v(a)), self.num_heads)
-        s = self.act_s(expectation_matmul(q, k.transpose(-2, -1)) * self.qk_scale)  # [T, B, H, N, N]
-        o = _merge_heads(expectation_matmul(s, v) * self.av_scale)  # [T, B, H, N, d] -> [T, B, N, D]
+        product = cumulative_matmul if self.cumulative else expectation_matmul
+        s = self.act_s(product(q, k.transpose(-2, -1)) * self.qk_scale)  # [T, B, H, N, N]
+        o = _merge_heads(product(s, v) * self.av_scale)  # [T, B, H, N, d] -> [T, B, N, D]
         return self.proj(self.act_o(o))
 
 
@@ -387,9 +525,9 @@ class ReLUMLP(nn.Module):
         c = model.config
         hidden = int(c.embed_dim * c.mlp_ratio)
         self.act_in = model.make_act()
-        self.fc1 = _linear_norm(c.embed_dim, hidden, c.spiking)
+        self.fc1 = _linear_norm(c.embed_dim, hidden, c.spiking, c.cumulative)
         self.act_h = model.make_act()
-        self.fc2 = _linear_norm(hidden, c.embed_dim, c.spiking)
+        self.fc2 = _linear_norm(hidden, c.embed_dim, c.spiking, c.cumulative)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act_h(self.fc1(self.act_in(x))))
@@ -462,6 +600,8 @@ class ReLUViT(SpikingVisionModel):
         c = self.config
         if c.block != "relu":
             return nn.GELU()
+        if c.spiking and c.neuron == "st-bif":
+            return STBIF(c.init_threshold, c.levels)
         if c.spiking:
             return QuantIF(
                 c.init_threshold, surrogate=make_surrogate(c.surrogate, c.surrogate_alpha), backend=c.backend
@@ -504,19 +644,35 @@ class ReLUViT(SpikingVisionModel):
             x = block(x)
         return self.head_act(x)
 
+    def to_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """As the base class; the accumulation-coded twin (``neuron="st-bif"``) gives images ``[B, C, H, W]`` once:
+        step 0 is the image, steps 1.. are zero."""
+        seq = super().to_sequence(x)
+        if self.config.cumulative and x.ndim == 4 and seq.shape[0] > 1:
+            out = torch.zeros(seq.shape, dtype=seq.dtype, device=seq.device)
+            out[0] = seq[0]
+            return out
+        return seq
+
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         """``[T, B, N, D] -> [T, B, classes]``: the linear head on every token, then the mean over tokens."""
-        return self.head(feats).mean(2)
+        out = self.head(feats)
+        if self.config.cumulative:
+            out = _bias_once(out, self.head.bias, (-1,))
+        return out.mean(2)
 
     def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every time step ``[T, B, classes]`` of the spiking twin (state reset first). The model run for
-        ``t`` steps returns the mean of the first ``t`` of them: every layer is causal, nothing depends on T."""
+        ``t`` steps returns the mean (``neuron="if"``) or the sum (``"st-bif"``) of the first ``t`` of them: every
+        layer is causal, nothing depends on T."""
         self.reset()
         return self.forward_head(self.forward_features(self.to_sequence(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = self.to_sequence(x)
         self.reset()
+        if self.config.cumulative:
+            return self.forward_head(self.forward_features(x_seq)).sum(0)
         if self.spiking or x_seq.shape[0] == 1:
             return self.forward_head(self.forward_features(x_seq)).mean(0)
         t = x_seq.shape[0]  # an ANN given a sequence: every step is an independent image, logits averaged
