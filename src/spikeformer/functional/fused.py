@@ -41,6 +41,15 @@ def _kernels(*tensors: torch.Tensor):
     return kernels.get()
 
 
+def _kernel_forward(k, x_seq, v0, a, b, v_rest, theta, v_reset, keep_h: bool):
+    """``(spikes, v_T, h)`` from the compiled kernel (float32 tensors)."""
+    v0 = v0.expand(x_seq.shape[1:])
+    if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
+        v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
+    c = (1.0 - a) * v_rest
+    return k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)
+
+
 class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, a, b, v_rest, theta, v_reset, detach_reset, surrogate, alpha):  # type: ignore[override]
@@ -49,13 +58,8 @@ class _FusedLIF(torch.autograd.Function):
         if k is not None:
             # bfloat16 (CPU autocast): the membrane is integrated in float32, the spikes are exact in bfloat16
             ctx.in_dtypes = (x_seq.dtype, v0.dtype)
-            x_seq, v0 = x_seq.float(), v0.float()
-            v0 = v0.expand(x_seq.shape[1:])
-            if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
-                v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
             keep_h = any(ctx.needs_input_grad[:2])  # the charged potentials are needed only for backward
-            c = (1.0 - a) * v_rest
-            s_seq, v, h_seq = k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)
+            s_seq, v, h_seq = _kernel_forward(k, x_seq.float(), v0.float(), a, b, v_rest, theta, v_reset, keep_h)
             ctx.save_for_backward(h_seq, s_seq)
             ctx.kernel = True
             return s_seq.to(ctx.in_dtypes[0]), v
@@ -134,4 +138,8 @@ def fused_multistep(
         a, b = 1.0, 1.0
     else:
         a, b = 1.0 - decay, (decay if decay_input else 1.0)
+    if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
+        k = _kernels(x_seq, v0)
+        if k is not None and x_seq.dtype == v0.dtype == torch.float32:  # inference: no autograd node at all
+            return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, keep_h=False)[:2]
     return _FusedLIF.apply(x_seq, v0, a, b, v_rest, v_threshold, v_reset, detach_reset, surrogate, alpha)
