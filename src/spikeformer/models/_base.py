@@ -18,6 +18,30 @@ __all__ = ["SpikingTransformerConfig", "SpikingVisionModel", "ResidualBlock"]
 POOL_POSITIONS = ("after_neuron", "before_neuron")
 
 
+def image_size(img_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``img_size`` as ``(height, width)``; a clear error for anything else."""
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"img_size must be a positive int or (height, width), got {img_size!r}")
+    return size
+
+
+def transformer_checks(c: Any) -> list[tuple[bool, str]]:
+    """(condition, message) pairs every transformer config shares: timesteps, channels, classes, depth, widths."""
+    return [
+        (isinstance(c.timesteps, int) and c.timesteps >= 1, f"timesteps must be an int >= 1, got {c.timesteps!r}"),
+        (c.in_chans >= 1, f"in_chans must be >= 1, got {c.in_chans}"),
+        (c.num_classes >= 1, f"num_classes must be >= 1, got {c.num_classes}"),
+        (c.depth >= 0, f"depth must be >= 0, got {c.depth}"),
+        (c.embed_dim >= 8 and c.embed_dim % 8 == 0, f"embed_dim must be a multiple of 8, got {c.embed_dim}"),
+        (
+            c.num_heads >= 1 and c.embed_dim % c.num_heads == 0,
+            f"embed_dim ({c.embed_dim}) must be divisible by num_heads ({c.num_heads})",
+        ),
+        (c.mlp_ratio > 0, f"mlp_ratio must be > 0, got {c.mlp_ratio}"),
+    ]
+
+
 @dataclass
 class SpikingTransformerConfig:
     """Hyper-parameters of a spiking vision transformer (saved in checkpoint manifests).
@@ -66,28 +90,10 @@ class SpikingTransformerConfig:
     backend: str = "torch"
 
     def __post_init__(self) -> None:
-        size = (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
-        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-            raise ValueError(f"img_size must be a positive int or (height, width), got {self.img_size!r}")
-        self.img_size = size
+        self.img_size = image_size(self.img_size)
         self.pool_stages = tuple(bool(p) for p in self.pool_stages)
         checks = [
-            (
-                isinstance(self.timesteps, int) and self.timesteps >= 1,
-                f"timesteps must be an int >= 1, got {self.timesteps!r}",
-            ),
-            (self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}"),
-            (self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}"),
-            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
-            (
-                self.embed_dim >= 8 and self.embed_dim % 8 == 0,
-                f"embed_dim must be a multiple of 8, got {self.embed_dim}",
-            ),
-            (
-                self.num_heads >= 1 and self.embed_dim % self.num_heads == 0,
-                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})",
-            ),
-            (self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}"),
+            *transformer_checks(self),
             (len(self.pool_stages) == 4, f"pool_stages needs 4 flags (one per conv stage), got {self.pool_stages}"),
             (
                 self.pool_position in POOL_POSITIONS,

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spikeformer.models._base import ResidualBlock, SpikingVisionModel
+from spikeformer.models._base import ResidualBlock, SpikingVisionModel, image_size, transformer_checks
 from spikeformer.models._registry import register_model
 from spikeformer.nn.layers import LinearBN
 from spikeformer.nn.neuron import IF
@@ -318,25 +318,11 @@ class ReLUViTConfig:
     neuron: str = "if"
 
     def __post_init__(self) -> None:
-        size = (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
-        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-            raise ValueError(f"img_size must be a positive int or (height, width), got {self.img_size!r}")
-        self.img_size = size
+        size = self.img_size = image_size(self.img_size)
         if self.stem_channels is None:
             self.stem_channels = max(8, self.embed_dim // 4)
         checks = [
-            (self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}"),
-            (self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}"),
-            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
-            (
-                self.embed_dim >= 8 and self.embed_dim % 8 == 0,
-                f"embed_dim must be a multiple of 8, got {self.embed_dim}",
-            ),
-            (
-                self.num_heads >= 1 and self.embed_dim % self.num_heads == 0,
-                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})",
-            ),
-            (self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}"),
+            *transformer_checks(self),
             (
                 self.patch_size >= 1 and all(s % self.patch_size == 0 for s in size),
                 f"img_size {list(size)} must be divisible by patch_size ({self.patch_size})",
@@ -346,10 +332,6 @@ class ReLUViTConfig:
             (self.levels >= 1, f"levels must be >= 1, got {self.levels}"),
             (self.neuron in NEURON_KINDS, f"neuron must be one of {NEURON_KINDS}, got {self.neuron!r}"),
             (self.init_threshold > 0, f"init_threshold must be > 0, got {self.init_threshold}"),
-            (
-                isinstance(self.timesteps, int) and self.timesteps >= 1,
-                f"timesteps must be an int >= 1, got {self.timesteps!r}",
-            ),
             (
                 self.spiking or self.timesteps == 1,
                 f"an ANN (spiking=False) runs once: timesteps must be 1, got {self.timesteps}; set spiking=True for "
