@@ -161,6 +161,9 @@ def serve(
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        # keep idle client connections longer than clients and load balancers keep theirs (60 s is common):
+        # a server that closes first races a request sent on the closing connection (the client sees a reset)
+        timeout_keep_alive=75,
     )
 
 
