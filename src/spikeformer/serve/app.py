@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -84,9 +85,57 @@ class _TooLarge(Exception):
     pass
 
 
-async def _send_json(send, status: int, body: dict) -> None:
-    import json
+def _is_inference(path: str) -> bool:
+    return path == "/v1/classify" or (path.startswith("/v2/models/") and path.endswith("/infer"))
 
+
+class InflightLimit:
+    """ASGI middleware: admission control for inference requests.
+
+    The bounded model queue answers 503 only once a request's body has been read and parsed; under heavy overload
+    that reading and parsing alone can occupy the event loop. This answers 503 with ``Retry-After`` (and
+    ``{"error": ...}``) before reading the body once ``limit`` inference requests are in flight (setting
+    ``max_inflight``, metric ``spikeformer_admission_rejected_total``). Health, metrics and admin paths are never
+    limited.
+    """
+
+    def __init__(self, app, limit: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after = str(retry_after_s).encode()
+        self.inflight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not _is_inference(scope.get("path", "")):
+            return await self.app(scope, receive, send)
+        if self.inflight >= self.limit:
+            metrics.ADMISSION_REJECTED.inc()
+            data = json.dumps(
+                {
+                    "error": f"server overloaded: {self.inflight} inference requests in flight (limit {self.limit}); "
+                    "retry later"
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(data)).encode()),
+                        (b"retry-after", self.retry_after),
+                    ],
+                }
+            )
+            return await send({"type": "http.response.body", "body": data})
+        self.inflight += 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+
+async def _send_json(send, status: int, body: dict) -> None:
     data = json.dumps(body).encode()
     await send(
         {
@@ -261,4 +310,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (oip, classify, admin, jobs, incidents, console, status):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(InflightLimit, limit=settings.max_inflight, retry_after_s=settings.retry_after_s)
     return app

@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
     max_queue_delay_ms: float = Field(5.0, ge=0, le=1000)
     dynamic_batching: bool = True
     queue_capacity: int = Field(256, ge=1, description="Requests waiting per model before 503.")
+    max_inflight: int = Field(
+        512, ge=1, description="Inference requests admitted at once (read, parsed, queued or running) before 503."
+    )
     request_timeout_s: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(256, ge=1)

@@ -1,0 +1,52 @@
+"""InflightLimit: inference beyond the limit is answered 503 + Retry-After before its body is read."""
+
+import asyncio
+import json
+
+from spikeformer.serve.app import InflightLimit
+
+
+def _scope(path: str) -> dict:
+    return {"type": "http", "path": path, "method": "POST", "headers": []}
+
+
+def test_requests_beyond_the_limit_get_503_with_retry_after_and_others_pass():
+    release = asyncio.Event()
+    served: list[str] = []
+
+    async def app(scope, receive, send):
+        served.append(scope["path"])
+        if scope["path"].endswith("/infer"):
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limited = InflightLimit(app, limit=2, retry_after_s=3)
+
+    async def call(path: str) -> tuple[int, dict, bytes]:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            raise AssertionError("a rejected request's body must not be read")
+
+        await limited(_scope(path), receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    async def scenario():
+        first = [asyncio.create_task(call("/v2/models/m/infer")) for _ in range(2)]
+        await asyncio.sleep(0)  # both admitted and waiting inside the app
+        assert limited.inflight == 2
+        status, headers, body = await call("/v1/classify")
+        assert status == 503 and headers[b"retry-after"] == b"3"
+        assert "limit 2" in json.loads(body)["error"]
+        assert (await call("/v2/health/ready"))[0] == 200  # never limited
+        release.set()
+        assert [(await t)[0] for t in first] == [200, 200]
+        assert limited.inflight == 0
+        assert (await call("/v2/models/m/infer"))[0] == 200  # admitted again once the others finished
+
+    asyncio.run(scenario())
+    assert served.count("/v2/models/m/infer") == 3 and "/v1/classify" not in served
