@@ -83,8 +83,8 @@ class Runner:
         calibration: preprocessed images for ``precision="auto"`` (use a few hundred: the rule is a fraction).
         max_batch_size: larger inputs are split into chunks of this size.
         optimize: fold BatchNorm into the weights, run every neuron with the fused multi-step kernel (compiled on
-            the CPU) and, on the CPU, max-pool separably (float32 results equal the reference up to rounding); the
-            caller's model is not modified.
+            the CPU) and, on the CPU, max-pool with the compiled kernel (float32 results equal the reference up to
+            rounding); the caller's model is not modified.
         event_driven: on the CPU in float32, run spike-fed linear and 3x3 conv layers with the event-driven kernels
             of ``spikeformer.runtime.event`` below each layer's measured crossover density. ``None`` (default): when
             ``optimize`` is on and the compiled kernels are available.
@@ -110,7 +110,7 @@ class Runner:
             raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("precision 'int8' is the CPU path; on CUDA use 'bf16' or 'auto'")
-        model = model.eval()
+        model = original = model.eval()
         if optimize:
             model = fold_batchnorm(model)
             for m in model.modules():
@@ -120,7 +120,7 @@ class Runner:
                 to_fast_pooling(model)
         self.precision_report: dict | None = None
         if precision == "auto" and calibration is not None:
-            precision, self.precision_report = select_precision(model, calibration, self.device)
+            precision, self.precision_report = select_precision(original, calibration, self.device)
         elif precision == "auto":
             precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
         self.precision = precision
