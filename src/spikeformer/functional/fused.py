@@ -14,8 +14,9 @@ backward runs the recurrence in reverse by hand. With ``a = 1 - 1/tau`` (LIF wit
 ``sg'`` is the surrogate derivative (``spikeformer.functional.surrogate``). Tested against the step-by-step reference
 (``tests/functional/test_fused.py``): identical spikes, gradients equal to float rounding.
 
-On the CPU in float32 both directions run in the compiled kernel of ``spikeformer.runtime.kernels`` (one pass over
-``[T, N]``, the same operations in the same order); elsewhere (CUDA, other dtypes, no compiler) in the torch loop below.
+On the CPU (float32, or bfloat16 under autocast with the membrane kept in float32) both directions run in the
+compiled kernel of ``spikeformer.runtime.kernels`` (one pass over ``[T, N]``, the same operations in the same order;
+inference calls it without an autograd node); elsewhere (CUDA, other dtypes, no compiler) in the torch loop below.
 """
 
 from __future__ import annotations
