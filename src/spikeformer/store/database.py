@@ -8,6 +8,8 @@ install; a non-editable install must point `SPIKEFORMER_MIGRATIONS_DIR` at a cop
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,24 @@ HOME_ENV = "SPIKEFORMER_HOME"
 MIGRATIONS_ENV = "SPIKEFORMER_MIGRATIONS_DIR"
 
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a writer waits for SQLite's single write lock before failing
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a SQLite database to WAL (persistent in the file). On a new database two processes may race here, and
+    the switch can fail at once with "database is locked" without waiting for the busy timeout: retry until then."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 PG_CONNECT_TIMEOUT_S = 5  # seconds; keeps `ping()` and readiness probes quick when the server is gone
 # Key of the PostgreSQL advisory lock held while migrating, so replicas that upgrade at once run it one at a time.
 _MIGRATION_LOCK_KEY = 0x5F5F_5350_4B46  # arbitrary, fits a bigint
@@ -134,7 +154,7 @@ class Database:
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed data
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
