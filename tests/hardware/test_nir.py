@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import nir  # a dev dependency: a missing install fails, it does not skip
 import pytest
 import torch
 from torch import nn
 
 from spikeformer.hardware import UnsupportedLayerError, from_nir, to_nir
 from spikeformer.nn import IF, LIF, SeqToANN, reset_states
-
-nir = pytest.importorskip("nir")
 
 
 def _dyadic(t: torch.Tensor, bits: int = 6) -> torch.Tensor:
@@ -74,7 +73,8 @@ def test_lif_parameters_follow_nir_equation():
 
 @pytest.mark.parametrize("make", [mlp_net, conv_net])
 def test_snntorch_reproduces_our_spikes(make):
-    snn_import = pytest.importorskip("snntorch.import_nir")
+    from snntorch import import_nir as snn_import  # a dev dependency
+
     net = make()
     if make is conv_net:  # snnTorch has no SumPool2d and flattens the batch: compare the conv/IF front
         net = nn.Sequential(*list(net)[:2])

@@ -4,9 +4,12 @@ from torch import nn
 
 from spikeformer.runtime import Runner, kernels
 from spikeformer.runtime.event import EventConv2d, EventLinear, event_layers, to_event_driven
-from support import firing_model
+from support import KERNELS_MISSING, firing_model
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="compiled kernels unavailable")
+pytestmark = pytest.mark.skipif(
+    not kernels.available(),
+    reason=KERNELS_MISSING,
+)
 
 
 def _spikes(shape, rate=0.15, seed=0):

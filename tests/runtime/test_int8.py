@@ -5,7 +5,7 @@ from torch import nn
 
 from spikeformer.runtime import Runner, int8, kernels
 from spikeformer.runtime.int8 import Int8Conv2d, Int8Linear, quantize_per_channel
-from support import firing_model, tiny_model
+from support import KERNELS_MISSING, firing_model, tiny_model
 
 
 def _ints(shape, seed=0, low=0, high=2):
@@ -23,7 +23,7 @@ def path(request, monkeypatch):
     if request.param == "torch":
         monkeypatch.setattr(kernels, "get", lambda: None)
     elif not kernels.available():
-        pytest.skip("compiled kernels unavailable")
+        pytest.skip(KERNELS_MISSING)
     return request.param
 
 
