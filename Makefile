@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
 	@echo "building the compiled CPU kernels (once per machine)"
-	$(PY) -c "from spikeformer.runtime import kernels; kernels.get() or print('note: compiled kernels unavailable:', kernels.unavailable_reason())"
+	$(PY) -c "from spikeformer.functional import kernels; kernels.get() or print('note: compiled kernels unavailable:', kernels.unavailable_reason())"
 	touch $(STAMP)
 
 setup: $(STAMP) data

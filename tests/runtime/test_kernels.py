@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeformer.functional import fused
-from spikeformer.runtime import kernels
+from spikeformer.functional import fused, kernels
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ backward runs the recurrence in reverse by hand. With ``a = 1 - 1/tau`` (LIF wit
 (``tests/functional/test_fused.py``): identical spikes, gradients equal to float rounding.
 
 On the CPU (float32, or bfloat16 under autocast with the membrane kept in float32) both directions run in the
-compiled kernel of ``spikeformer.runtime.kernels`` (one pass over ``[T, N]``, the same operations in the same order;
+compiled kernel of ``spikeformer.functional.kernels`` (one pass over ``[T, N]``, the same operations in the same order;
 inference calls it without an autograd node); elsewhere (CUDA, other dtypes, no compiler) in the torch loop below.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from spikeformer.functional import kernels
 from spikeformer.functional.surrogate import atan_grad, fast_sigmoid_grad, heaviside, sigmoid_grad
 
 __all__ = ["fused_multistep", "SURROGATE_GRADS"]
@@ -37,8 +38,6 @@ def _kernels(*tensors: torch.Tensor):
     """The compiled kernels when every tensor is a float32 or bfloat16 CPU tensor and they are available."""
     if not all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.bfloat16) for t in tensors):
         return None
-    from spikeformer.runtime import kernels
-
     return kernels.get()
 
 
@@ -85,8 +84,6 @@ class _FusedLIF(torch.autograd.Function):
         h_seq, s_seq = ctx.saved_tensors
         a, b, theta, v_reset, detach_reset, surrogate, alpha = ctx.params
         if ctx.kernel:
-            from spikeformer.runtime import kernels
-
             g_v = grad_v if grad_v is not None else torch.zeros_like(h_seq[0])
             grad_s = grad_s if grad_s is not None else torch.zeros_like(h_seq)
             grad_x, g_v = kernels.get().lif_backward(

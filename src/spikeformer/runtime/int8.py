@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikeformer.functional import kernels
 from spikeformer.functional.linear import linear
-from spikeformer.runtime import kernels
 
 __all__ = ["Int8Linear", "Int8Conv2d", "to_int8", "quantize_per_channel"]
 

@@ -1,7 +1,7 @@
 """Max-pooling for CPU inference: identical results to ``nn.MaxPool2d`` on NCHW tensors, faster here.
 
 On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms. ``FastMaxPool2d``
-runs the compiled kernel (``spikeformer.runtime.kernels``, one plane per task) when it is available, else two
+runs the compiled kernel (``spikeformer.functional.kernels``, one plane per task) when it is available, else two
 separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms).
 NaN inputs are not supported (they never occur in spiking networks: inputs are spikes or finite sums).
 """
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeformer.runtime import kernels
+from spikeformer.functional import kernels
 
 __all__ = ["FastMaxPool2d", "to_fast_pooling"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from spikeformer.functional import kernels
 from spikeformer.nn.fold import fold_batchnorm
 from spikeformer.nn.neuron import BaseNeuron
-from spikeformer.runtime import kernels
 from spikeformer.runtime.event import to_event_driven
 from spikeformer.runtime.int8 import to_int8
 from spikeformer.runtime.pool import to_fast_pooling

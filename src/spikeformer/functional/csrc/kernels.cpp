@@ -1,4 +1,4 @@
-// CPU kernels of spikeformer.runtime.kernels (built on first use by torch.utils.cpp_extension).
+// CPU kernels of spikeformer.functional.kernels (built on first use by torch.utils.cpp_extension).
 //
 // 1. Multi-step LIF/IF (forward and backward): one pass over [T, N] with the membrane kept in a register, instead of
 //    several tensor operations per time step. Same recurrence and the same float32 operation order as
