@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from spikeformer import load_pipeline
 from spikeformer.cli import app
-from spikeformer.convert.cli import parse_timesteps
+from spikeformer.convert.converter import parse_timesteps
 
 runner = CliRunner()
 

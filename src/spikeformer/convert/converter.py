@@ -53,6 +53,7 @@ __all__ = [
     "SpikeformerConverter",
     "SpikingSequential",
     "find_unconvertible",
+    "parse_timesteps",
 ]
 
 METHODS = ("qcfs", "max", "percentile")
@@ -459,3 +460,24 @@ class SpikeformerConverter:
         if pending is not None:
             ops.append(SeqToANN(_Scale(pending)))
         return SpikingSequential(nn.Sequential(*ops), self.timesteps).eval()
+
+
+def parse_timesteps(text: str) -> list[int]:
+    """``"4,8,16"`` -> ``[4, 8, 16]`` (sorted, unique); raises ``ValueError`` naming what is accepted."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            t = int(part)
+        except ValueError:
+            raise ValueError(
+                f"--timesteps expects comma-separated integers >= 1 (e.g. 4,8,16,32,64), got {part!r} in {text!r}"
+            ) from None
+        if t < 1 or t > 4096:
+            raise ValueError(f"--timesteps values must be between 1 and 4096, got {t}")
+        values.append(t)
+    if not values:
+        raise ValueError("--timesteps needs at least one value, e.g. 4,8,16,32,64")
+    return sorted(set(values))

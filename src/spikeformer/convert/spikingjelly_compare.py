@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"error: {msg}")
         return 2
 
-    from spikeformer.convert.cli import parse_timesteps
-    from spikeformer.convert.converter import SpikeformerConverter
+    from spikeformer.convert.converter import SpikeformerConverter, parse_timesteps
     from spikeformer.data import DatasetNotFoundError, Preprocess, load_dataset
 
     try:

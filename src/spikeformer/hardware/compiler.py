@@ -481,3 +481,13 @@ def input_max_abs(preprocess) -> float:
     """The largest absolute value a preprocessed uint8 image can take (``(p * scale - mean) / std``)."""
     hi = 255.0 * preprocess.scale if preprocess.scale != 1.0 else 1.0
     return max(max(abs(-m / s), abs((hi - m) / s)) for m, s in zip(preprocess.mean, preprocess.std, strict=False))
+
+
+def quant_config_for(manifest, weight_bits: int | None, exponent: str, weight_splits: int) -> QuantConfig:
+    """The quantization config for a checkpoint (input range from its preprocessing)."""
+    return QuantConfig(
+        weight_bits=weight_bits,
+        exponent=exponent,
+        weight_splits=weight_splits,
+        input_max_abs=input_max_abs(manifest.preprocess),
+    )

@@ -1025,7 +1025,7 @@ def _evaluate_emulated(checkpoint, backend, data, dataset, split, batch_size, we
     from rich.progress import Progress
 
     from spikeformer.checkpoint import load_checkpoint
-    from spikeformer.hardware.cli import quant_config_for
+    from spikeformer.hardware.compiler import quant_config_for
     from spikeformer.hardware.emulator import BACKENDS, evaluate_emulated
     from spikeformer.hardware.graph import lower_model
     from spikeformer.hardware.quantize import quantize_graph
@@ -1225,9 +1225,9 @@ def profile(
     console.print(f"inputs: {inputs}; wrote {', '.join(files.values())}", highlight=False)
 
 
-# Commands that live beside their subpackage (imported last: they use this module's helpers).
-from spikeformer.convert.cli import register as _register_convert  # noqa: E402
-from spikeformer.hardware.cli import register as _register_hardware  # noqa: E402
+# Commands in their own modules of this package (imported last: they use the helpers above).
+from spikeformer.cli.convert import register as _register_convert  # noqa: E402
+from spikeformer.cli.hardware import register as _register_hardware  # noqa: E402
 
 _register_convert(app)
 _register_hardware(app)

@@ -1,4 +1,4 @@
-"""Command-line commands of this subpackage; ``register(app)`` adds them to the ``spikeformer`` Typer app."""
+"""`spikeformer compile`: quantize, partition and place a checkpoint on a neuromorphic target (spikeformer.hardware)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["register", "parse_limits", "quant_config_for"]
+__all__ = ["register", "parse_limits"]
 
 
 def parse_limits(pairs: list[str]) -> dict[str, int]:
@@ -23,19 +23,6 @@ def parse_limits(pairs: list[str]) -> dict[str, int]:
         except ValueError:
             raise ValueError(f"--limit {key}: {value!r} is not an integer") from None
     return out
-
-
-def quant_config_for(manifest, weight_bits: int | None, exponent: str, weight_splits: int):
-    """The quantization config for a checkpoint (input range from its preprocessing)."""
-    from spikeformer.hardware.compiler import input_max_abs
-    from spikeformer.hardware.quantize import QuantConfig
-
-    return QuantConfig(
-        weight_bits=weight_bits,
-        exponent=exponent,
-        weight_splits=weight_splits,
-        input_max_abs=input_max_abs(manifest.preprocess),
-    )
 
 
 def _table(result) -> None:
@@ -114,7 +101,7 @@ def register(app: typer.Typer) -> None:
 
         from spikeformer.checkpoint import CheckpointError, load_checkpoint
         from spikeformer.cli import _emit_json, console, fail
-        from spikeformer.hardware.compiler import compile_model
+        from spikeformer.hardware.compiler import compile_model, quant_config_for
         from spikeformer.hardware.graph import UnsupportedLayerError
         from spikeformer.hardware.quantize import QuantizationError
         from spikeformer.hardware.targets import get_target

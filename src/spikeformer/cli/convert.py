@@ -1,6 +1,4 @@
-"""Command-line commands of this subpackage; ``register(app)`` adds them to the ``spikeformer`` Typer app.
-
-``spikeformer convert --checkpoint ANN --timesteps 4,8,16,32,64``: convert, evaluate at every T (top-1, agreement
+"""``spikeformer convert --checkpoint ANN --timesteps 4,8,16,32,64``: convert, evaluate at every T (top-1, agreement
 with the ANN, energy per inference), save each converted model as a checkpoint and plot the curve.
 """
 
@@ -12,28 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from spikeformer.convert.converter import parse_timesteps
+
 __all__ = ["register", "parse_timesteps", "probe_thresholds", "run_conversion"]
-
-
-def parse_timesteps(text: str) -> list[int]:
-    """``"4,8,16"`` -> ``[4, 8, 16]`` (sorted, unique); raises ``ValueError`` naming what is accepted."""
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            t = int(part)
-        except ValueError:
-            raise ValueError(
-                f"--timesteps expects comma-separated integers >= 1 (e.g. 4,8,16,32,64), got {part!r} in {text!r}"
-            ) from None
-        if t < 1 or t > 4096:
-            raise ValueError(f"--timesteps values must be between 1 and 4096, got {t}")
-        values.append(t)
-    if not values:
-        raise ValueError("--timesteps needs at least one value, e.g. 4,8,16,32,64")
-    return sorted(set(values))
 
 
 def _plot(results: list[dict[str, Any]], ann_top1: float, ann_energy: float | None, path: Path, title: str) -> Path:
