@@ -1,0 +1,5 @@
+"""``python -m spikeformer.cli``: the same as the ``spikeformer`` command."""
+
+from spikeformer.cli import main
+
+main()
