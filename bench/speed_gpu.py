@@ -1,21 +1,33 @@
 """GPU speed against SpikingJelly 2.0 (not a test; run it on a lent GPU): the issue-6 GPU figures in one run.
 
-Same Spikformer-4-384 (CIFAR geometry, T=4, 32x32), same weights (``from_spikingjelly``), alternating the two
-frameworks in one process, medians of ``--repeats``:
+Same Spikformer-4-384 (CIFAR geometry, T=4, 32x32), same weights (``from_spikingjelly``), the two frameworks timed
+alternately in one process with CUDA events (medians of ``--repeats``). Sections, in order:
 
-- training throughput at batch 128 (images/s), float32 and bf16 autocast;
-- inference throughput at batch 256 (images/s) and batch-1 latency (ms), ours through ``Runner`` (bf16 on CUDA);
-- one multi-step LIF layer, T=500, B=16, 16,384 neurons, forward + backward (ms), and the memory bandwidth it
-  reaches (bytes moved by the minimum traffic: read x, write s and h, read h and grad s, write grad x) against a
-  device-to-device copy measured in the same run.
+0. ceilings: a device-to-device copy (bytes read + written) and a bf16 8192^3 matrix product;
+1. correctness on the device: the Triton LIF kernels against the step-by-step torch reference (spikes identical,
+   gradients within float32 rounding), ``Runner`` logits against the plain model, SpikingJelly against ours;
+2. one multi-step LIF layer, T=500, B=16, 16,384 neurons, forward + backward with a fixed random output gradient,
+   and the fraction of the copy bandwidth it reaches (6 float32 accesses per element: read x, write s and h; read h
+   and dL/ds, write dL/dx);
+3. inference at batch 256 (images/s) and batch 1 (ms, host input to host logits for ours), ours through ``Runner``
+   in float32 and bfloat16, with and without CUDA graphs;
+4. training throughput at batch 128 (forward + backward + AdamW), float32 and bf16 autocast, ours with the Triton
+   neurons (and channels-last);
+5. ``--compile``: the same through ``torch.compile`` (only while ``--deadline-s`` leaves time);
+6. ``--profile``: the kernels that take the time in ours (bf16 inference at batch 256, a bf16 training step), as
+   tables in ``DIR/profile_*.txt``.
 
-Usage: ``python bench/speed_gpu.py [--device cuda] [--repeats 10] [--json]``; ``--device cpu --small`` is a smoke
-run of the script itself.
+cuDNN's autotuner (``torch.backends.cudnn.benchmark``) is on for both frameworks.
+
+Usage: ``python bench/speed_gpu.py [--repeats 20] [--out DIR] [--json]``; ``--device cpu --small`` is a smoke run of
+the script itself (no ceilings, no Triton). Results are written to ``DIR/speed_gpu.json`` after every section.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
 import importlib.util
 import json
 import statistics
@@ -26,24 +38,83 @@ from pathlib import Path
 import torch
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _timer(device: torch.device, repeats: int, warmup: int = 3):
+    """``time(fn) -> median seconds``: CUDA events on a GPU, the host clock after a synchronise elsewhere."""
+
+    def run(fn) -> float:
+        for _ in range(warmup):
+            fn()
+        samples = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                samples.append(start.elapsed_time(end) / 1e3)
+            else:
+                t = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t)
+        return statistics.median(samples)
+
+    return run
 
 
-def _median_s(fn, device: torch.device, repeats: int) -> float:
+def _load_speed_cpu():
+    spec = importlib.util.spec_from_file_location("speed_cpu", Path(__file__).with_name("speed_cpu.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Report:
+    def __init__(self, out: Path | None) -> None:
+        self.res: dict = {}
+        self.out = out
+
+    def put(self, key: str, value) -> None:
+        self.res[key] = value
+        print(f"[{time.strftime('%H:%M:%S')}] {key}: {json.dumps(value)}", file=sys.stderr, flush=True)
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "speed_gpu.json").write_text(json.dumps(self.res, indent=2))
+
+
+def _profile(fn, path: Path, device: torch.device) -> None:
+    """Kernel-time table of three calls of ``fn`` (after a warm-up call)."""
+    from torch.profiler import ProfilerActivity, profile
+
     fn()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(3):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    avg = prof.key_averages()
+    for key in ("self_device_time_total", "self_cuda_time_total", "self_cpu_time_total"):
+        try:
+            path.write_text(avg.table(sort_by=key, row_limit=40, max_name_column_width=90))
+            return
+        except (AttributeError, KeyError, ValueError):
+            continue
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--small", action="store_true", help="tiny sizes (smoke run)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile variants (slow to build)")
+    ap.add_argument("--profile", action="store_true", help="write kernel-time tables of ours under --out")
+    ap.add_argument("--deadline-s", type=float, default=420.0, help="skip sections that would start after this")
+    ap.add_argument("--out", type=Path, default=None, help="write speed_gpu.json here after every section")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = ap.parse_args()
+    t_start = time.monotonic()
+
     from spikingjelly.activation_based import functional as sjf
     from spikingjelly.activation_based import neuron as sjn
     from spikingjelly.activation_based.model.spikformer import spikformer_cifar10
@@ -52,33 +123,142 @@ def main() -> None:
     from spikeformer.nn import LIF
     from spikeformer.runtime import Runner
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--small", action="store_true", help="tiny sizes (smoke run)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
     dev = torch.device(args.device)
-    train_b, infer_b, lif_t, lif_n = (4, 8, 20, 1024) if args.small else (128, 256, 500, 16384)
+    cuda = dev.type == "cuda"
+    torch.backends.cudnn.benchmark = True
+    train_b, infer_b, lif_t, lif_b, lif_n = (4, 8, 20, 2, 1024) if args.small else (128, 256, 500, 16, 16384)
+    timeit = _timer(dev, args.repeats)
+    rep = Report(args.out)
+    versions = {"torch": torch.__version__, "spikingjelly": importlib.metadata.version("spikingjelly")}
+    try:
+        import triton
 
-    spec = importlib.util.spec_from_file_location("speed_cpu", Path(__file__).with_name("speed_cpu.py"))
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+        versions["triton"] = triton.__version__
+    except ImportError:
+        pass
+    rep.put(
+        "machine",
+        {
+            "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+            "date": datetime.date.today().isoformat(),
+            **versions,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        },
+    )
+
+    def time_left() -> bool:
+        return time.monotonic() - t_start < args.deadline_s
+
+    # 0. ceilings
+    if cuda and not args.small:
+        buf = torch.randn(2**28, device=dev)  # 1 GiB
+        t_copy = timeit(lambda: buf.clone())
+        a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+        t_mm = timeit(lambda: a @ a)
+        del buf, a
+        rep.put("ceilings", {"copy_gb_s": 2 * 2**30 / t_copy / 1e9, "bf16_matmul_tflop_s": 2 * 8192**3 / t_mm / 1e12})
+    copy_gb_s = rep.res.get("ceilings", {}).get("copy_gb_s")
+
+    # 1. correctness on the device
+    torch.manual_seed(0)
+    speed = _load_speed_cpu()
     sj = spikformer_cifar10()
     speed._randomize(sj)
     ours = from_spikingjelly(sj.eval())
     sj = sj.to(dev)
-    res: dict = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__}
+    checks: dict = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = (torch.randn(11, 4, 3000, device=dev) * 1.5).to(dtype).requires_grad_(True)
+        ref, fast = LIF(tau=2.0), LIF(tau=2.0, backend="fused")
+        s_ref, s_fast = ref(x.float()), fast(x)
+        g = torch.randn_like(s_ref)
+        (g_ref,) = torch.autograd.grad((s_ref * g).sum(), x)
+        (g_fast,) = torch.autograd.grad((s_fast.float() * g).sum(), x)
+        rel = float((g_ref.float() - g_fast.float()).norm() / g_ref.float().norm())
+        checks[f"lif_{str(dtype)[6:]}"] = {"spikes_identical": bool(torch.equal(s_ref, s_fast.float())), "grad_rel": rel}
+    xs = torch.rand(64, 3, 32, 32, device=dev)
+    with torch.inference_mode():
+        sjf.reset_net(sj)
+        y_sj = sj(xs).mean(0).float().cpu()
+    y_plain = Runner(ours, dev, "fp32", optimize=False, cuda_graphs=False).run(xs)
+    for prec in ("fp32", "bf16"):
+        y = Runner(ours, dev, prec).run(xs)
+        checks[f"runner_{prec}"] = {
+            "max_abs_logit_diff": float((y - y_plain).abs().max()),
+            "argmax_agreement": float((y.argmax(1) == y_plain.argmax(1)).float().mean()),
+        }
+    checks["spikingjelly_vs_ours_max_abs"] = float((y_sj - y_plain).abs().max())
+    rep.put("correctness", checks)
 
-    # training throughput
+    # 2. one LIF layer, forward + backward
+    xl = torch.randn(lif_t, lif_b, lif_n, device=dev, requires_grad=True)
+    gl = torch.randn(lif_t, lif_b, lif_n, device=dev)
+    ours_lif = LIF(tau=2.0, backend="fused")
+    sj_lif = sjn.LIFNode(tau=2.0, step_mode="m", detach_reset=True)
+
+    def lif_ours():
+        ours_lif.reset()
+        ours_lif(xl).backward(gl)
+
+    def lif_sj():
+        sjf.reset_net(sj_lif)
+        sj_lif(xl).backward(gl)
+
+    t_o, t_s = timeit(lif_ours), timeit(lif_sj)
+    n_bytes = 6 * xl.numel() * 4
+    lif = {"ours_ms": 1e3 * t_o, "spikingjelly_ms": 1e3 * t_s, "speedup": t_s / t_o, "ours_gb_s": n_bytes / t_o / 1e9}
+    if copy_gb_s:
+        lif["fraction_of_copy"] = lif["ours_gb_s"] / copy_gb_s
+        lif["spikingjelly_fraction_of_copy"] = n_bytes / t_s / 1e9 / copy_gb_s
+    rep.put("lif_fwd_bwd", lif)
+    del xl, gl
+
+    # 3. inference
+    def sj_infer(inp, amp=False):
+        with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
+            sjf.reset_net(sj)
+            return sj(inp).mean(0)
+
+    variants = {
+        "fp32": dict(precision="fp32"),
+        "bf16": dict(precision="bf16"),
+        "bf16_no_graphs": dict(precision="bf16", cuda_graphs=False),
+    }
+    if not cuda:
+        variants = {k: {**v, "cuda_graphs": False} for k, v in variants.items() if k != "bf16_no_graphs"}
+    runners = {k: Runner(ours, dev, **kw) for k, kw in variants.items()}
+    for b in (infer_b, 1):
+        xi = torch.rand(b, 3, 32, 32, device=dev)
+        entry: dict = {"spikingjelly_fp32_ms": 1e3 * timeit(lambda xi=xi: sj_infer(xi))}
+        entry["spikingjelly_bf16_ms"] = 1e3 * timeit(lambda xi=xi: sj_infer(xi, True))
+        sj_best = min(entry["spikingjelly_fp32_ms"], entry["spikingjelly_bf16_ms"])
+        for name, runner in runners.items():
+            ms = 1e3 * timeit(lambda xi=xi, r=runner: r.run(xi))
+            entry[f"ours_{name}_ms"] = ms
+            entry[f"speedup_{name}_vs_sj_fp32"] = entry["spikingjelly_fp32_ms"] / ms
+            entry[f"speedup_{name}_vs_sj_best"] = sj_best / ms
+        entry["ours_best_img_s"] = b / (min(v for k, v in entry.items() if k.startswith("ours_")) / 1e3)
+        entry["spikingjelly_best_img_s"] = b / (sj_best / 1e3)
+        rep.put(f"infer_b{b}", entry)
+    del runners
+
+    # 4. training
     x = torch.rand(train_b, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (train_b,), device=dev)
-    ours_t = from_spikingjelly(spikformer_cifar10()).to(dev).train()
-    for m in ours_t.modules():
-        if hasattr(m, "backend"):
-            m.backend = "fused"
+
+    def make_ours(channels_last: bool):
+        m = from_spikingjelly(spikformer_cifar10()).to(dev).train()
+        for mod in m.modules():
+            if hasattr(mod, "backend"):
+                mod.backend = "fused"
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        return m, torch.optim.AdamW(m.parameters())
+
     sj_t = spikformer_cifar10().to(dev).train()
-    opt_o, opt_s = torch.optim.AdamW(ours_t.parameters()), torch.optim.AdamW(sj_t.parameters())
+    opt_s = torch.optim.AdamW(sj_t.parameters())
+    ours_models = {"": make_ours(False), "_cl": make_ours(True)} if cuda else {"": make_ours(False)}
 
     def step(model, opt, amp, sj_style):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
@@ -88,74 +268,47 @@ def main() -> None:
             else:
                 out = model(x)
             loss = torch.nn.functional.cross_entropy(out.float(), y)
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     for amp in (False, True):
-        t_s = _median_s(lambda a=amp: step(sj_t, opt_s, a, True), dev, args.repeats)
-        t_o = _median_s(lambda a=amp: step(ours_t, opt_o, a, False), dev, args.repeats)
-        key = f"train_b{train_b}_{'bf16' if amp else 'fp32'}"
-        res[key] = {"spikingjelly_img_s": train_b / t_s, "ours_img_s": train_b / t_o, "speedup": t_s / t_o}
-        print(key, res[key], file=sys.stderr)
-
-    # inference
-    runner = Runner(ours, device=dev, precision="auto")
-
-    def sj_infer(inp):
-        with torch.inference_mode():
-            sjf.reset_net(sj)
-            return sj(inp).mean(0)
-
-    for b in (infer_b, 1):
-        xi = torch.rand(b, 3, 32, 32, device=dev)
-        t_s = _median_s(lambda xi=xi: sj_infer(xi), dev, args.repeats)
-        t_o = _median_s(lambda xi=xi: runner.run(xi), dev, args.repeats)
-        res[f"infer_b{b}"] = {
-            "spikingjelly_ms": 1e3 * t_s,
-            "ours_ms": 1e3 * t_o,
-            "speedup": t_s / t_o,
-            "ours_img_s": b / t_o,
-            "precision": runner.precision,
-        }
-        print(f"infer_b{b}", res[f"infer_b{b}"], file=sys.stderr)
-
-    # one LIF layer, forward + backward
-    xs = torch.randn(lif_t, 16, lif_n, device=dev, requires_grad=True)
-    ours_lif = LIF(tau=2.0, backend="fused")
-    sj_lif = sjn.LIFNode(tau=2.0, step_mode="m", detach_reset=True)
-    for backend in ("triton", "cupy", "torch"):
-        try:
-            sj_lif.backend = backend
-            sjf.reset_net(sj_lif)
-            sj_lif(xs).sum().backward()
-            break
-        except Exception:  # noqa: BLE001 - take the fastest backend this install has
+        if not time_left():
+            rep.put(f"train_b{train_b}_{'bf16' if amp else 'fp32'}", "skipped: deadline")
             continue
+        entry = {"spikingjelly_img_s": train_b / timeit(lambda a=amp: step(sj_t, opt_s, a, True))}
+        for suffix, (m, opt) in ours_models.items():
+            entry[f"ours{suffix}_img_s"] = train_b / timeit(lambda a=amp, m=m, o=opt: step(m, o, a, False))
+            entry[f"speedup{suffix}"] = entry[f"ours{suffix}_img_s"] / entry["spikingjelly_img_s"]
+        rep.put(f"train_b{train_b}_{'bf16' if amp else 'fp32'}", entry)
+    if args.profile and args.out is not None and time_left():
+        m, opt = ours_models["_cl" if cuda else ""]
+        _profile(lambda: step(m, opt, True, False), args.out / "profile_train_bf16.txt", dev)
+        r = Runner(ours, dev, "bf16", cuda_graphs=False)
+        xi = torch.rand(infer_b, 3, 32, 32, device=dev)
+        _profile(lambda: r.run(xi), args.out / "profile_infer_bf16.txt", dev)
+    del ours_models, sj_t
 
-    def lif_ours():
-        ours_lif.reset()
-        ours_lif(xs).sum().backward()
+    # 5. torch.compile
+    if args.compile and cuda:
+        for b in (infer_b, 1):
+            if not time_left():
+                rep.put(f"compile_infer_b{b}", "skipped: deadline")
+                continue
+            xi = torch.rand(b, 3, 32, 32, device=dev)
+            t0 = time.monotonic()
+            runner = Runner(ours, dev, "bf16", compile=True)
+            runner.run(xi)
+            build_s = time.monotonic() - t0
+            ms = 1e3 * timeit(lambda xi=xi, r=runner: r.run(xi))
+            base = rep.res[f"infer_b{b}"]
+            rep.put(
+                f"compile_infer_b{b}",
+                {"ours_bf16_compiled_ms": ms, "build_s": build_s, "vs_uncompiled": base["ours_bf16_ms"] / ms},
+            )
 
-    def lif_sj():
-        sjf.reset_net(sj_lif)
-        sj_lif(xs).sum().backward()
-
-    t_o, t_s = _median_s(lif_ours, dev, args.repeats), _median_s(lif_sj, dev, args.repeats)
-    n_bytes = 6 * xs.numel() * 4  # x, s, h, h, grad s, grad x (float32)
-    buf = torch.empty(64 * 2**20, device=dev)
-    t_copy = _median_s(lambda: buf.clone(), dev, args.repeats)
-    bw = 2 * buf.numel() * 4 / t_copy
-    res["lif_fwd_bwd"] = {
-        "ours_ms": 1e3 * t_o,
-        "spikingjelly_ms": 1e3 * t_s,
-        "spikingjelly_backend": sj_lif.backend,
-        "ours_gb_s": n_bytes / t_o / 1e9,
-        "copy_gb_s": bw / 1e9,
-        "fraction_of_copy": n_bytes / t_o / bw,
-    }
-    print("lif", res["lif_fwd_bwd"], file=sys.stderr)
-    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
+    rep.put("elapsed_s", time.monotonic() - t_start)
+    print(json.dumps(rep.res) if args.json else json.dumps(rep.res, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,17 @@ backward runs the recurrence in reverse by hand. With ``a = 1 - 1/tau`` (LIF wit
 (``tests/functional/test_fused.py``): identical spikes, gradients equal to float rounding.
 
 On the CPU (float32, or bfloat16 under autocast with the membrane kept in float32) both directions run in the
-compiled kernel of ``spikeformer.functional.kernels`` (one pass over ``[T, N]``, the same operations in the same order;
-inference calls it without an autograd node); elsewhere (CUDA, other dtypes, no compiler) in the torch loop below.
+compiled kernel of ``spikeformer.functional.kernels``, on CUDA in the Triton kernels of
+``spikeformer.functional.triton_lif`` (float32, bfloat16 or float16 inputs, float32 membrane); each is one pass over
+``[T, N]`` with the same operations in the same order, and inference calls it without an autograd node. Elsewhere (other
+dtypes, no compiler, no Triton) the torch loop below runs.
 """
 
 from __future__ import annotations
 
 import torch
 
-from spikeformer.functional import kernels
+from spikeformer.functional import kernels, triton_lif
 from spikeformer.functional.surrogate import atan_grad, fast_sigmoid_grad, heaviside, sigmoid_grad
 
 __all__ = ["fused_multistep", "SURROGATE_GRADS"]
@@ -54,16 +56,22 @@ class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, a, b, v_rest, theta, v_reset, detach_reset, surrogate, alpha):  # type: ignore[override]
         ctx.params = (a, b, theta, v_reset, detach_reset, surrogate, alpha)
+        ctx.in_dtypes = (x_seq.dtype, v0.dtype)
+        ctx.kernel = None
+        if triton_lif.available(x_seq) and v0.device == x_seq.device:
+            keep_h = any(ctx.needs_input_grad[:2])
+            s_seq, v, h_seq = triton_lif.lif_forward(x_seq, v0, a, b, (1.0 - a) * v_rest, theta, v_reset, keep_h)
+            ctx.save_for_backward(h_seq)
+            ctx.kernel = "triton"
+            return s_seq, v
         k = _kernels(x_seq, v0)
         if k is not None:
             # bfloat16 (CPU autocast): the membrane is integrated in float32, the spikes are exact in bfloat16
-            ctx.in_dtypes = (x_seq.dtype, v0.dtype)
             keep_h = any(ctx.needs_input_grad[:2])  # the charged potentials are needed only for backward
             s_seq, v, h_seq = _kernel_forward(k, x_seq.float(), v0.float(), a, b, v_rest, theta, v_reset, keep_h)
             ctx.save_for_backward(h_seq, s_seq)
-            ctx.kernel = True
+            ctx.kernel = "cpu"
             return s_seq.to(ctx.in_dtypes[0]), v
-        ctx.kernel = False
         h_seq = torch.empty_like(x_seq)
         s_seq = torch.empty_like(x_seq)
         v = v0
@@ -81,9 +89,16 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_s, grad_v):  # type: ignore[override]
-        h_seq, s_seq = ctx.saved_tensors
         a, b, theta, v_reset, detach_reset, surrogate, alpha = ctx.params
-        if ctx.kernel:
+        if ctx.kernel == "triton":
+            (h_seq,) = ctx.saved_tensors
+            grad_s = grad_s if grad_s is not None else torch.zeros_like(h_seq)
+            grad_x, g_v = triton_lif.lif_backward(
+                h_seq, grad_s, grad_v, a, b, theta, v_reset, detach_reset, surrogate, alpha, ctx.in_dtypes[0]
+            )
+            return grad_x, g_v.to(ctx.in_dtypes[1]), None, None, None, None, None, None, None, None
+        h_seq, s_seq = ctx.saved_tensors
+        if ctx.kernel == "cpu":
             g_v = grad_v if grad_v is not None else torch.zeros_like(h_seq[0])
             grad_s = grad_s if grad_s is not None else torch.zeros_like(h_seq)
             grad_x, g_v = kernels.get().lif_backward(
@@ -137,6 +152,9 @@ def fused_multistep(
     else:
         a, b = 1.0 - decay, (decay if decay_input else 1.0)
     if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
+        if triton_lif.available(x_seq) and v0.device == x_seq.device:  # inference: no autograd node at all
+            c = (1.0 - a) * v_rest
+            return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False)[:2]
         k = _kernels(x_seq, v0)
         if k is not None and x_seq.dtype == v0.dtype == torch.float32:  # inference: no autograd node at all
             return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, keep_h=False)[:2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from spikeformer.functional import kernels
 from spikeformer.nn.fold import fold_batchnorm
 from spikeformer.nn.neuron import BaseNeuron
+from spikeformer.runtime.cuda_graphs import GraphedForward
 from spikeformer.runtime.event import to_event_driven
 from spikeformer.runtime.int8 import to_int8
 from spikeformer.runtime.pool import to_fast_pooling
@@ -88,6 +90,13 @@ class Runner:
         event_driven: on the CPU in float32, run spike-fed linear and 3x3 conv layers with the event-driven kernels
             of ``spikeformer.runtime.event`` below each layer's measured crossover density. ``None`` (default): when
             ``optimize`` is on and the compiled kernels are available.
+        channels_last: keep conv weights and activations in channels-last memory (what cuDNN's tensor-core kernels
+            read; the neuron kernels accept it as is). ``None`` (default): on CUDA when ``optimize`` is on.
+        cuda_graphs: replay one captured CUDA graph per batch size (``spikeformer.runtime.cuda_graphs``) instead of
+            launching a few hundred kernels per call; batches are padded to the next power of two (at most
+            ``max_batch_size``) so that few shapes are captured. ``None`` (default): on CUDA when ``optimize`` is on.
+        compile: run the model through ``torch.compile`` (neurons as the plain per-step loop, which Inductor fuses
+            with their neighbours); off by default: ``bench/speed_gpu.py`` measures whether it pays.
     """
 
     def __init__(
@@ -100,6 +109,9 @@ class Runner:
         event_driven: bool | None = None,
         int8_terms: int = 1,
         calibration: torch.Tensor | None = None,
+        channels_last: bool | None = None,
+        cuda_graphs: bool | None = None,
+        compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; accepted: {PRECISIONS}")
@@ -131,19 +143,50 @@ class Runner:
         if event_driven:
             model = to_event_driven(model if optimize else copy.deepcopy(model))  # never the caller's model
         self.event_driven = bool(event_driven)
+        on_cuda = self.device.type == "cuda"
+        self.channels_last = bool(optimize and on_cuda if channels_last is None else channels_last)
+        if self.channels_last:
+            model = (model if optimize else copy.deepcopy(model)).to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         self.optimized = optimize
         self.max_batch_size = max_batch_size
         self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron)]
+        self._call: nn.Module | Callable = self.model
+        if compile:
+            for n in self._neurons:
+                n.backend = "torch"
+            self._call = torch.compile(self.model, dynamic=False)
+        self.compiled = compile
+        use_graphs = optimize and on_cuda if cuda_graphs is None else cuda_graphs
+        if use_graphs and not on_cuda:
+            raise ValueError("cuda_graphs=True needs device='cuda'")
+        self._graphed = GraphedForward(self._device_forward, max_graphs=12) if use_graphs else None
 
     @property
     def backend(self) -> str:
         """A short name for metrics and responses, e.g. ``cpu-fp32``."""
         return f"{self.device.type}-{self.precision}"
 
+    @property
+    def cuda_graphs(self) -> bool:
+        return self._graphed is not None
+
+    def _device_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # no autocast weight cache: graph capture forbids it, and eager inference gains nothing from it
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False):
+            return self._call(x).float()
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.model(x.to(self.device, non_blocking=True)).float()
+        x = x.to(self.device, non_blocking=True)
+        if self._graphed is None:
+            return self._device_forward(x)
+        dim = x.ndim - 4
+        b = x.shape[dim]
+        bucket = min(1 << (b - 1).bit_length(), self.max_batch_size) if b else 0
+        if bucket > b:  # pad to a captured size; samples are independent in inference, padding rows are dropped
+            pad = x.new_zeros(*x.shape[:dim], bucket - b, *x.shape[dim + 1 :])
+            x = torch.cat([x, pad], dim=dim)
+        return self._graphed(x)[:b]
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, classes]`` (float32, on the CPU)."""
@@ -164,7 +207,8 @@ class Runner:
             handles = [n.register_forward_hook(hook) for n in self._neurons]
             try:
                 with torch.inference_mode():
-                    logits.append(self._forward(chunk).cpu())
+                    # eager: the hooks must run on every call, a replayed graph would skip them
+                    logits.append(self._device_forward(chunk.to(self.device)).cpu())
             finally:
                 for h in handles:
                     h.remove()

@@ -1,0 +1,134 @@
+"""The Triton LIF/IF kernels (the CUDA path of the fused neurons) against the step-by-step reference.
+
+CI has no GPU, so the kernels run in Triton's interpreter on the CPU: ``TRITON_INTERPRET=1`` must be set before Triton
+compiles anything, so the outer test re-runs this file in a fresh interpreter with it set, and the checks below exist
+only there. The interpreter executes the same kernel code (masks, unrolled time loop, 64-bit offsets, dtype casts) with
+numpy arithmetic; ``bench/speed_gpu.py`` repeats the spike/gradient check on a real GPU before timing.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikeformer.nn import IF, LIF, ATan, FastSigmoid, Sigmoid
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+if not INTERPRETED:
+
+    def test_triton_kernels_under_the_interpreter():
+        pytest.importorskip("triton", reason="Triton is not installed (make setup installs it for the tests)")
+        env = {**os.environ, "TRITON_INTERPRET": "1"}
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-o",
+                "addopts=",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--import-mode=importlib",
+            ]
+            + [__file__],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert re.search(r"\b4\d passed", proc.stdout) and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+if INTERPRETED:
+    from spikeformer.functional import fused, triton_lif
+
+    def _pair(cls, **kw):
+        return cls(**kw), cls(**kw, backend="fused")
+
+    @pytest.mark.parametrize("cls", [LIF, IF])
+    @pytest.mark.parametrize("v_reset", [0.0, None, -0.2])
+    @pytest.mark.parametrize("detach_reset", [True, False])
+    @pytest.mark.parametrize("surrogate", [Sigmoid, ATan, FastSigmoid])
+    def test_triton_matches_reference(cls, v_reset, detach_reset, surrogate):
+        torch.manual_seed(hash((cls.__name__, v_reset, detach_reset, surrogate.__name__)) % 2**31)
+        kw = dict(v_reset=v_reset, detach_reset=detach_reset, surrogate=surrogate())
+        if cls is LIF:
+            kw.update(tau=3.0, decay_input=bool(v_reset is None))
+        x = (torch.randn(11, 3, 70) * 1.5).requires_grad_(True)  # T = 11: one full unrolled block of 8 and a partial
+        assert triton_lif.available(x)
+        ref, fast = _pair(cls, **kw)
+        s_ref, s_fast = ref(x), fast(x)
+        assert torch.equal(s_ref, s_fast)
+        assert torch.allclose(ref.v, fast.v, atol=1e-6)
+        w = torch.randn_like(s_ref)
+        (g_ref,) = torch.autograd.grad((s_ref * w).sum() + ref.v.sum(), x)
+        (g_fast,) = torch.autograd.grad((s_fast * w).sum() + fast.v.sum(), x)
+        assert torch.allclose(g_ref, g_fast, atol=1e-5, rtol=1e-5), (g_ref - g_fast).abs().max()
+
+    def test_several_programs_and_a_given_state():
+        """N larger than one block (3 programs, the last partial) and a non-uniform initial membrane with its grad."""
+        torch.manual_seed(1)
+        x = (torch.randn(5, 2, 600) * 2).requires_grad_(True)
+        v0 = (torch.rand(2, 600) * 0.8).requires_grad_(True)
+        ref, fast = _pair(LIF, tau=2.0)
+        (s_ref, v_ref), (s_fast, v_fast) = ref(x, v0), fast(x, v0)
+        assert torch.equal(s_ref, s_fast)
+        assert torch.allclose(v_ref, v_fast, atol=1e-6)
+        w = torch.randn_like(s_ref)
+        g_ref = torch.autograd.grad((s_ref * w).sum() + (v_ref * 0.3).sum(), (x, v0))
+        g_fast = torch.autograd.grad((s_fast * w).sum() + (v_fast * 0.3).sum(), (x, v0))
+        for a, b in zip(g_ref, g_fast, strict=True):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+
+    def test_bfloat16_inputs_integrate_in_float32():
+        """bf16 in, exact bf16 spikes out; the membrane is the float32 reference run on the same (rounded) inputs."""
+        torch.manual_seed(2)
+        x = (torch.randn(6, 4, 300) * 1.5).to(torch.bfloat16).requires_grad_(True)
+        ref, fast = _pair(LIF, tau=2.0)
+        s_fast = fast(x)
+        assert s_fast.dtype == torch.bfloat16
+        s_ref = ref(x.detach().float().requires_grad_(True))
+        assert torch.equal(s_ref, s_fast.float())
+        (g,) = torch.autograd.grad(s_fast.float().sum(), x)
+        assert g.dtype == torch.bfloat16 and torch.isfinite(g.float()).all()
+
+    def test_channels_last_steps_keep_their_layout():
+        """Conv outputs in channels-last memory go through without a copy and come out in the same layout."""
+        torch.manual_seed(3)
+        t, b, c, h, w = 3, 2, 8, 5, 5
+        base = torch.randn(t * b, c, h, w).contiguous(memory_format=torch.channels_last) * 1.5
+        x = base.reshape(t, b, c, h, w).requires_grad_(True)
+        assert not x.is_contiguous()
+        ref, fast = _pair(LIF, tau=2.0)
+        s_fast = fast(x)
+        assert s_fast.stride() == x.stride()
+        s_ref = ref(x)
+        assert torch.equal(s_ref, s_fast)
+        gw = torch.randn_like(s_ref)
+        (g_ref,) = torch.autograd.grad((s_ref * gw).sum(), x)
+        (g_fast,) = torch.autograd.grad((s_fast * gw).sum(), x)
+        assert torch.allclose(g_ref, g_fast, atol=1e-5)
+
+    def test_inference_runs_without_an_autograd_node():
+        x = torch.randn(4, 3, 50) * 2
+        with torch.inference_mode():
+            s, v = fused.fused_multistep(x, torch.zeros(()).expand(3, 50), 0.5)
+        ref, _ = _pair(LIF, tau=2.0)
+        assert s.grad_fn is None and torch.equal(s, ref(x))
+        assert v.dtype == torch.float32 and torch.allclose(v, ref.v)
+
+    def test_empty_and_single_step_inputs():
+        _, fast = _pair(LIF, tau=2.0)
+        assert fast(torch.randn(4, 0, 3)).shape == (4, 0, 3)
+        ref, fast = _pair(LIF, tau=2.0)
+        x = torch.randn(1, 7) * 3
+        assert torch.equal(ref(x), fast(x))
