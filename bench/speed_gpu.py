@@ -102,6 +102,109 @@ def _profile(fn, path: Path, device: torch.device) -> None:
             continue
 
 
+def _ours_for_training(dev: torch.device, seed: int = 0) -> torch.nn.Module:
+    """Our Spikformer-4-384 with the fused (Triton on CUDA) neurons, channels-last on CUDA, in training mode."""
+    from spikingjelly.activation_based.model.spikformer import spikformer_cifar10
+
+    from spikeformer.interop import from_spikingjelly
+    from spikeformer.nn.neuron import BaseNeuron
+
+    torch.manual_seed(seed)
+    m = from_spikingjelly(spikformer_cifar10()).to(dev).train()
+    for mod in m.modules():
+        if isinstance(mod, BaseNeuron):
+            mod.backend = "fused"
+    return m.to(memory_format=torch.channels_last) if dev.type == "cuda" else m
+
+
+def _sj_for_training(dev: torch.device, seed: int = 0) -> torch.nn.Module:
+    from spikingjelly.activation_based.model.spikformer import spikformer_cifar10
+
+    torch.manual_seed(seed)
+    return spikformer_cifar10().to(dev).train()
+
+
+def _step_fn(model, opt, amp: bool, sj_style: bool, graphed: bool):
+    """One training step ``(x, y) -> (loss,)``: forward, cross-entropy, backward, AdamW."""
+    from spikingjelly.activation_based import functional as sjf
+
+    def step(x, y):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=not graphed):
+            if sj_style:
+                sjf.reset_net(model)
+                out = model(x).mean(0)
+            else:
+                out = model(x)
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return (loss.detach(),)
+
+    return step
+
+
+def _training(rep: Report, dev: torch.device, batch: int, timeit, time_left) -> None:
+    """Training throughput at ``batch``: both frameworks eagerly (as their users run them) and with the whole step
+    captured as a CUDA graph (``spikeformer.train.graphed``; SpikingJelly too when its step can be captured), float32
+    and bf16 autocast; plus a check that the captured step trains exactly like the eager one."""
+    from spikeformer.train.graphed import GraphedStep
+
+    cuda = dev.type == "cuda"
+    x = torch.rand(batch, 3, 32, 32, device=dev)
+    y = torch.randint(0, 10, (batch,), device=dev)
+
+    def throughput(sj: bool, amp: bool, graphed: bool) -> float:
+        model = _sj_for_training(dev) if sj else _ours_for_training(dev)
+        opt = torch.optim.AdamW(model.parameters(), capturable=graphed)
+        fn = _step_fn(model, opt, amp, sj, graphed)
+        if graphed:
+            g = GraphedStep(fn)
+            for _ in range(5):  # warm-up, capture, first replays
+                g(x, y)
+            return batch / timeit(lambda: g(x, y))
+        return batch / timeit(lambda: fn(x, y))
+
+    if cuda:  # the captured step must train like the eager one: same init, same batches, compare the losses
+        losses = []
+        for graphed in (False, True):
+            model = _ours_for_training(dev, seed=1)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, capturable=graphed)
+            fn = _step_fn(model, opt, False, False, graphed)
+            run = GraphedStep(fn) if graphed else fn
+            gen = torch.Generator(device=dev).manual_seed(2)
+            seq = []
+            for _ in range(8):
+                xb = torch.rand(batch, 3, 32, 32, device=dev, generator=gen)
+                yb = torch.randint(0, 10, (batch,), device=dev, generator=gen)
+                seq.append(float(run(xb, yb)[0]))
+            losses.append(seq)
+        rel = max(abs(a - b) / abs(a) for a, b in zip(*losses, strict=True))
+        rep.put("train_graphed_vs_eager", {"eager_losses": losses[0], "graphed_losses": losses[1], "max_rel": rel})
+
+    for amp in (False, True):
+        key = f"train_b{batch}_{'bf16' if amp else 'fp32'}"
+        if not time_left():
+            rep.put(key, "skipped: deadline")
+            continue
+        entry = {"spikingjelly_img_s": throughput(True, amp, False), "ours_img_s": throughput(False, amp, False)}
+        if cuda:
+            entry["ours_graphed_img_s"] = throughput(False, amp, True)
+            try:
+                entry["spikingjelly_graphed_img_s"] = throughput(True, amp, True)
+            except Exception as e:  # noqa: BLE001 - report why SpikingJelly's step could not be captured
+                entry["spikingjelly_graphed_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                torch.cuda.synchronize(dev)
+        best_ours = max(v for k, v in entry.items() if k.startswith("ours_"))
+        entry["speedup_eager"] = entry["ours_img_s"] / entry["spikingjelly_img_s"]
+        entry["speedup_best_vs_sj_eager"] = best_ours / entry["spikingjelly_img_s"]
+        if "spikingjelly_graphed_img_s" in entry:
+            entry["speedup_graphed_vs_sj_graphed"] = entry["ours_graphed_img_s"] / entry["spikingjelly_graphed_img_s"]
+        rep.put(key, entry)
+        if cuda:
+            torch.cuda.empty_cache()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -176,7 +279,8 @@ def main() -> None:
         (g_ref,) = torch.autograd.grad((s_ref * g).sum(), x)
         (g_fast,) = torch.autograd.grad((s_fast.float() * g).sum(), x)
         rel = float((g_ref.float() - g_fast.float()).norm() / g_ref.float().norm())
-        checks[f"lif_{str(dtype)[6:]}"] = {"spikes_identical": bool(torch.equal(s_ref, s_fast.float())), "grad_rel": rel}
+        same = bool(torch.equal(s_ref, s_fast.float()))
+        checks[f"lif_{str(dtype)[6:]}"] = {"spikes_identical": same, "grad_rel": rel}
     xs = torch.rand(64, 3, 32, 32, device=dev)
     with torch.inference_mode():
         sjf.reset_net(sj)
@@ -212,7 +316,6 @@ def main() -> None:
         lif["fraction_of_copy"] = lif["ours_gb_s"] / copy_gb_s
         lif["spikingjelly_fraction_of_copy"] = n_bytes / t_s / 1e9 / copy_gb_s
     rep.put("lif_fwd_bwd", lif)
-    del xl, gl
 
     # 3. inference
     def sj_infer(inp, amp=False):
@@ -241,53 +344,18 @@ def main() -> None:
         entry["ours_best_img_s"] = b / (min(v for k, v in entry.items() if k.startswith("ours_")) / 1e3)
         entry["spikingjelly_best_img_s"] = b / (sj_best / 1e3)
         rep.put(f"infer_b{b}", entry)
-    del runners
 
     # 4. training
-    x = torch.rand(train_b, 3, 32, 32, device=dev)
-    y = torch.randint(0, 10, (train_b,), device=dev)
-
-    def make_ours(channels_last: bool):
-        m = from_spikingjelly(spikformer_cifar10()).to(dev).train()
-        for mod in m.modules():
-            if hasattr(mod, "backend"):
-                mod.backend = "fused"
-        if channels_last:
-            m = m.to(memory_format=torch.channels_last)
-        return m, torch.optim.AdamW(m.parameters())
-
-    sj_t = spikformer_cifar10().to(dev).train()
-    opt_s = torch.optim.AdamW(sj_t.parameters())
-    ours_models = {"": make_ours(False), "_cl": make_ours(True)} if cuda else {"": make_ours(False)}
-
-    def step(model, opt, amp, sj_style):
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            if sj_style:
-                sjf.reset_net(model)
-                out = model(x).mean(0)
-            else:
-                out = model(x)
-            loss = torch.nn.functional.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for amp in (False, True):
-        if not time_left():
-            rep.put(f"train_b{train_b}_{'bf16' if amp else 'fp32'}", "skipped: deadline")
-            continue
-        entry = {"spikingjelly_img_s": train_b / timeit(lambda a=amp: step(sj_t, opt_s, a, True))}
-        for suffix, (m, opt) in ours_models.items():
-            entry[f"ours{suffix}_img_s"] = train_b / timeit(lambda a=amp, m=m, o=opt: step(m, o, a, False))
-            entry[f"speedup{suffix}"] = entry[f"ours{suffix}_img_s"] / entry["spikingjelly_img_s"]
-        rep.put(f"train_b{train_b}_{'bf16' if amp else 'fp32'}", entry)
+    _training(rep, dev, train_b, timeit, time_left)
     if args.profile and args.out is not None and time_left():
-        m, opt = ours_models["_cl" if cuda else ""]
-        _profile(lambda: step(m, opt, True, False), args.out / "profile_train_bf16.txt", dev)
+        m = _ours_for_training(dev)
+        opt = torch.optim.AdamW(m.parameters())
+        xt, yt = torch.rand(train_b, 3, 32, 32, device=dev), torch.randint(0, 10, (train_b,), device=dev)
+        step = _step_fn(m, opt, amp=True, sj_style=False, graphed=False)
+        _profile(lambda: step(xt, yt), args.out / "profile_train_bf16.txt", dev)
         r = Runner(ours, dev, "bf16", cuda_graphs=False)
         xi = torch.rand(infer_b, 3, 32, 32, device=dev)
         _profile(lambda: r.run(xi), args.out / "profile_infer_bf16.txt", dev)
-    del ours_models, sj_t
 
     # 5. torch.compile
     if args.compile and cuda:

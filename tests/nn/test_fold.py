@@ -1,6 +1,8 @@
 import torch
 
 from spikeformer.nn import BaseNeuron, fold_batchnorm
+from spikeformer.nn.fold import move_conv_bias_into_neurons
+from spikeformer.nn.layers import ConvBN2d
 from support import tiny_model
 
 
@@ -39,3 +41,22 @@ def test_folded_model_matches_and_has_no_batchnorm():
     assert flips < 1e-3, flips  # rounding may flip a spike sitting exactly on a threshold, rarely
     agree = (spikes["ref_logits"].argmax(1) == spikes["folded_logits"].argmax(1)).float().mean()
     assert agree >= 0.9
+
+
+def test_conv_bias_moved_into_neurons_gives_the_same_spikes():
+    """The CUDA runtime moves each folded conv bias into the neuron reading the conv (through max-pooling at most);
+    the model must compute the same thing: checked here with the torch and the fused (CPU kernel) neurons."""
+    folded = fold_batchnorm(_randomize_bn(tiny_model()))
+    moved = fold_batchnorm(folded)
+    assert move_conv_bias_into_neurons(moved) == 5  # the four stem stages and the position embedding
+    assert all(c.bias is None for m in moved.modules() if isinstance(m, ConvBN2d) for c in [m.conv])
+    assert move_conv_bias_into_neurons(moved) == 0  # idempotent
+    x = torch.rand(8, 1, 28, 28) * 3
+    for backend in ("torch", "fused"):
+        for m in (*folded.modules(), *moved.modules()):
+            if isinstance(m, BaseNeuron):
+                m.backend = backend
+        with torch.no_grad():
+            assert torch.allclose(folded(x), moved(x), atol=1e-5)
+    untouched = _randomize_bn(tiny_model())  # BatchNorm not folded: nothing may move
+    assert move_conv_bias_into_neurons(untouched) == 0

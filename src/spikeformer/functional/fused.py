@@ -28,7 +28,7 @@ import torch
 from spikeformer.functional import kernels, triton_lif
 from spikeformer.functional.surrogate import atan_grad, fast_sigmoid_grad, heaviside, sigmoid_grad
 
-__all__ = ["fused_multistep", "SURROGATE_GRADS"]
+__all__ = ["fused_multistep", "add_channel_bias", "SURROGATE_GRADS"]
 
 SURROGATE_GRADS = {"sigmoid": sigmoid_grad, "atan": atan_grad, "fast_sigmoid": fast_sigmoid_grad}
 
@@ -132,6 +132,13 @@ class _FusedLIF(torch.autograd.Function):
         return grad_x, g_v, None, None, None, None, None, None, None, None
 
 
+def add_channel_bias(x_seq: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x_seq`` plus a per-channel ``bias``: channel axis 2 of ``[T, B, C, H, W]``, else the last axis."""
+    if bias is None:
+        return x_seq
+    return x_seq + (bias.view(-1, 1, 1) if x_seq.dim() == 5 else bias)
+
+
 def fused_multistep(
     x_seq: torch.Tensor,
     v0: torch.Tensor,
@@ -142,8 +149,10 @@ def fused_multistep(
     detach_reset: bool = True,
     surrogate: str = "sigmoid",
     alpha: float = 4.0,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-step LIF (``decay = 1/tau``) or IF (``decay=None``): ``(spikes [T, ...], v_T)``."""
+    """Multi-step LIF (``decay = 1/tau``) or IF (``decay=None``): ``(spikes [T, ...], v_T)``; ``bias`` is a
+    per-channel input bias (``add_channel_bias``), added inside the CUDA inference kernel."""
     if surrogate not in SURROGATE_GRADS:
         raise ValueError(f"unknown surrogate {surrogate!r}; accepted: {sorted(SURROGATE_GRADS)}")
     v_rest = 0.0 if v_reset is None else v_reset
@@ -154,7 +163,9 @@ def fused_multistep(
     if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
         if triton_lif.available(x_seq) and v0.device == x_seq.device:  # inference: no autograd node at all
             c = (1.0 - a) * v_rest
-            return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False)[:2]
+            return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False, bias=bias)[:2]
+    x_seq = add_channel_bias(x_seq, bias)
+    if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
         k = _kernels(x_seq, v0)
         if k is not None and x_seq.dtype == v0.dtype == torch.float32:  # inference: no autograd node at all
             return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, keep_h=False)[:2]

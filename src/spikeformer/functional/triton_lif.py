@@ -4,8 +4,10 @@ The same recurrence, in the same order of operations, as ``spikeformer.functiona
 equations) and the compiled CPU kernel. Each program owns ``BLOCK`` neurons and walks the time axis; a membrane never
 leaves registers. Per element the forward pass reads ``x`` and writes ``s`` (and ``h`` in float32 when a backward pass
 will need it); the backward pass reads ``h`` and ``dL/ds`` and writes ``dL/dx``: 6 accesses, the fewest this
-recurrence allows when ``h`` is stored rather than recomputed. The time loop is unrolled ``UNROLL`` steps deep so that
-the loads of several steps are in flight at once (one step of a small layer is too little to hide memory latency).
+recurrence allows when ``h`` is stored rather than recomputed. The time loop runs four steps per iteration and loads
+the next four steps' inputs before storing this iteration's outputs, so that eight loads per thread are in flight (one
+step of a layer is too little work to hide memory latency). The forward kernel can add a per-channel bias to its input
+on the fly (a convolution's bias, which cuDNN would otherwise add in a separate pass over the output).
 
 Arithmetic is float32 whatever the input dtype (bfloat16 inputs under autocast give exact bfloat16 spikes); the kernels
 are built with floating-point contraction off (``enable_fp_fusion=False``) so ``a v + b x`` rounds like the reference
@@ -50,36 +52,70 @@ def _interpreting() -> bool:
 if triton is not None:
 
     @triton.jit
-    def _lif_fwd_kernel(
-        x_ptr, v0_ptr, s_ptr, h_ptr, vt_ptr, T, N, a, b, c, theta, v_reset,
-        V0_SCALAR: tl.constexpr, SOFT: tl.constexpr, HAS_C: tl.constexpr, KEEP_H: tl.constexpr,
-        BLOCK: tl.constexpr, UNROLL: tl.constexpr,
+    def _charge_fire_store(
+        x, v, m, idx, s_ptr, h_ptr, a, b, c, theta, v_reset,
+        SOFT: tl.constexpr, HAS_C: tl.constexpr, KEEP_H: tl.constexpr,
     ):  # fmt: skip
+        """One time step of ``BLOCK`` neurons: charge, fire, reset (only where ``m``); store s (and h)."""
+        h = v * a + x * b
+        if HAS_C:
+            h = h + c
+        fire = (h - theta) >= 0.0
+        if SOFT:
+            v = tl.where(m, tl.where(fire, h - theta, h), v)
+        else:
+            v = tl.where(m, tl.where(fire, v_reset, h), v)
+        tl.store(s_ptr + idx, fire.to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
+        if KEEP_H:
+            tl.store(h_ptr + idx, h, mask=m)
+        return v
+
+    @triton.jit
+    def _load_x(x_ptr, bias_ptr, idx, m, ch, HAS_BIAS: tl.constexpr):
+        x = tl.load(x_ptr + idx, mask=m, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            x = x + tl.load(bias_ptr + ch, mask=m, other=0.0).to(tl.float32)
+        return x
+
+    @triton.jit
+    def _lif_fwd_kernel(
+        x_ptr, bias_ptr, v0_ptr, s_ptr, h_ptr, vt_ptr, T, N, C, CH_STRIDE, a, b, c, theta, v_reset,
+        V0_SCALAR: tl.constexpr, SOFT: tl.constexpr, HAS_C: tl.constexpr, KEEP_H: tl.constexpr,
+        HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # Four steps per iteration; the next four steps' inputs are loaded before this iteration's stores, so that
+        # eight loads per thread are in flight (the compiler may not move a load above a store it cannot prove
+        # independent, so the order is written out).
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         step = tl.zeros([BLOCK], tl.int64) + N  # 64-bit offsets: T * N may pass 2**31
-        zero = tl.zeros([BLOCK], tl.int32)  # the step-in-range test as a vector (the interpreter needs one)
+        zero = tl.zeros([BLOCK], tl.int32)  # the step-in-range tests as vectors (the interpreter needs them)
+        ch = (offs // CH_STRIDE) % C if HAS_BIAS else offs
         if V0_SCALAR:
             v = tl.zeros([BLOCK], tl.float32) + tl.load(v0_ptr).to(tl.float32)
         else:
             v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         idx = offs
-        for t0 in range(0, T, UNROLL):
-            for u in tl.static_range(UNROLL):
-                m = mask & (zero + (t0 + u) < T)
-                x = tl.load(x_ptr + idx, mask=m, other=0.0).to(tl.float32)
-                h = v * a + x * b
-                if HAS_C:
-                    h = h + c
-                fire = (h - theta) >= 0.0
-                if SOFT:
-                    v = tl.where(m, tl.where(fire, h - theta, h), v)
-                else:
-                    v = tl.where(m, tl.where(fire, v_reset, h), v)
-                tl.store(s_ptr + idx, fire.to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
-                if KEEP_H:
-                    tl.store(h_ptr + idx, h, mask=m)
-                idx += step
+        x0 = _load_x(x_ptr, bias_ptr, idx, mask & (zero < T), ch, HAS_BIAS)
+        x1 = _load_x(x_ptr, bias_ptr, idx + step, mask & (zero + 1 < T), ch, HAS_BIAS)
+        x2 = _load_x(x_ptr, bias_ptr, idx + 2 * step, mask & (zero + 2 < T), ch, HAS_BIAS)
+        x3 = _load_x(x_ptr, bias_ptr, idx + 3 * step, mask & (zero + 3 < T), ch, HAS_BIAS)
+        for t0 in range(0, T, 4):
+            nxt = idx + 4 * step
+            n0 = _load_x(x_ptr, bias_ptr, nxt, mask & (zero + (t0 + 4) < T), ch, HAS_BIAS)
+            n1 = _load_x(x_ptr, bias_ptr, nxt + step, mask & (zero + (t0 + 5) < T), ch, HAS_BIAS)
+            n2 = _load_x(x_ptr, bias_ptr, nxt + 2 * step, mask & (zero + (t0 + 6) < T), ch, HAS_BIAS)
+            n3 = _load_x(x_ptr, bias_ptr, nxt + 3 * step, mask & (zero + (t0 + 7) < T), ch, HAS_BIAS)
+            m = mask & (zero + t0 < T)
+            v = _charge_fire_store(x0, v, m, idx, s_ptr, h_ptr, a, b, c, theta, v_reset, SOFT, HAS_C, KEEP_H)
+            m = mask & (zero + (t0 + 1) < T)
+            v = _charge_fire_store(x1, v, m, idx + step, s_ptr, h_ptr, a, b, c, theta, v_reset, SOFT, HAS_C, KEEP_H)
+            m = mask & (zero + (t0 + 2) < T)
+            v = _charge_fire_store(x2, v, m, idx + 2 * step, s_ptr, h_ptr, a, b, c, theta, v_reset, SOFT, HAS_C, KEEP_H)
+            m = mask & (zero + (t0 + 3) < T)
+            v = _charge_fire_store(x3, v, m, idx + 3 * step, s_ptr, h_ptr, a, b, c, theta, v_reset, SOFT, HAS_C, KEEP_H)
+            x0, x1, x2, x3 = n0, n1, n2, n3
+            idx = nxt
         tl.store(vt_ptr + offs, v, mask=mask)
 
     @triton.jit
@@ -96,11 +132,32 @@ if triton is not None:
         return d
 
     @triton.jit
+    def _grad_step(
+        h, gs, g_v, m, idx, gx_ptr, a, b, theta, v_reset, alpha,
+        SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr,
+    ):  # fmt: skip
+        """One time step backwards: store dL/dx_t, return dL/dv_{t-1} (unchanged where not ``m``)."""
+        d = _surrogate_grad(h - theta, alpha, KIND)
+        if SOFT:
+            if DETACH:
+                g_h = gs * d + g_v
+            else:
+                g_h = gs * d + g_v * (1.0 - theta * d)
+        else:
+            keep = 1.0 - ((h - theta) >= 0.0).to(tl.float32)
+            if DETACH:
+                g_h = gs * d + g_v * keep
+            else:
+                g_h = gs * d + g_v * (keep + (v_reset - h) * d)
+        tl.store(gx_ptr + idx, (g_h * b).to(gx_ptr.dtype.element_ty), mask=m)
+        return tl.where(m, g_h * a, g_v)
+
+    @triton.jit
     def _lif_bwd_kernel(
         h_ptr, gs_ptr, gvt_ptr, gx_ptr, gv0_ptr, T, N, a, b, theta, v_reset, alpha,
-        SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr, HAS_GVT: tl.constexpr,
-        BLOCK: tl.constexpr, UNROLL: tl.constexpr,
+        SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr, HAS_GVT: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
+        # Backwards in time, four steps per iteration, the next four steps' loads issued first (as in the forward).
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         if HAS_GVT:
@@ -110,35 +167,44 @@ if triton is not None:
         step = tl.zeros([BLOCK], tl.int64) + N
         zero = tl.zeros([BLOCK], tl.int32)
         idx = offs + step * (T - 1)
-        for r0 in range(0, T, UNROLL):
-            for u in tl.static_range(UNROLL):
-                m = mask & (zero + (r0 + u) < T)
-                h = tl.load(h_ptr + idx, mask=m, other=0.0)
-                gs = tl.load(gs_ptr + idx, mask=m, other=0.0).to(tl.float32)
-                d = _surrogate_grad(h - theta, alpha, KIND)
-                if SOFT:
-                    if DETACH:
-                        dv_dh = tl.zeros([BLOCK], tl.float32) + 1.0
-                    else:
-                        dv_dh = 1.0 - theta * d
-                else:
-                    keep = 1.0 - ((h - theta) >= 0.0).to(tl.float32)
-                    if DETACH:
-                        dv_dh = keep
-                    else:
-                        dv_dh = keep + (v_reset - h) * d
-                g_h = gs * d + g_v * dv_dh
-                tl.store(gx_ptr + idx, (g_h * b).to(gx_ptr.dtype.element_ty), mask=m)
-                g_v = tl.where(m, g_h * a, g_v)
-                idx -= step
+        m = mask & (zero < T)
+        h0, g0 = tl.load(h_ptr + idx, mask=m, other=0.0), tl.load(gs_ptr + idx, mask=m, other=0.0).to(tl.float32)
+        m = mask & (zero + 1 < T)
+        h1 = tl.load(h_ptr + idx - step, mask=m, other=0.0)
+        g1 = tl.load(gs_ptr + idx - step, mask=m, other=0.0).to(tl.float32)
+        m = mask & (zero + 2 < T)
+        h2 = tl.load(h_ptr + idx - 2 * step, mask=m, other=0.0)
+        g2 = tl.load(gs_ptr + idx - 2 * step, mask=m, other=0.0).to(tl.float32)
+        m = mask & (zero + 3 < T)
+        h3 = tl.load(h_ptr + idx - 3 * step, mask=m, other=0.0)
+        g3 = tl.load(gs_ptr + idx - 3 * step, mask=m, other=0.0).to(tl.float32)
+        for r0 in range(0, T, 4):
+            nxt = idx - 4 * step
+            m = mask & (zero + (r0 + 4) < T)
+            n_h0, n_g0 = tl.load(h_ptr + nxt, mask=m, other=0.0), tl.load(gs_ptr + nxt, mask=m, other=0.0)
+            m = mask & (zero + (r0 + 5) < T)
+            n_h1, n_g1 = tl.load(h_ptr + nxt - step, mask=m, other=0.0), tl.load(gs_ptr + nxt - step, mask=m, other=0.0)
+            m = mask & (zero + (r0 + 6) < T)
+            n_h2 = tl.load(h_ptr + nxt - 2 * step, mask=m, other=0.0)
+            n_g2 = tl.load(gs_ptr + nxt - 2 * step, mask=m, other=0.0)
+            m = mask & (zero + (r0 + 7) < T)
+            n_h3 = tl.load(h_ptr + nxt - 3 * step, mask=m, other=0.0)
+            n_g3 = tl.load(gs_ptr + nxt - 3 * step, mask=m, other=0.0)
+            m = mask & (zero + r0 < T)
+            g_v = _grad_step(h0, g0, g_v, m, idx, gx_ptr, a, b, theta, v_reset, alpha, SOFT, DETACH, KIND)
+            m = mask & (zero + (r0 + 1) < T)
+            g_v = _grad_step(h1, g1, g_v, m, idx - step, gx_ptr, a, b, theta, v_reset, alpha, SOFT, DETACH, KIND)
+            m = mask & (zero + (r0 + 2) < T)
+            g_v = _grad_step(h2, g2, g_v, m, idx - 2 * step, gx_ptr, a, b, theta, v_reset, alpha, SOFT, DETACH, KIND)
+            m = mask & (zero + (r0 + 3) < T)
+            g_v = _grad_step(h3, g3, g_v, m, idx - 3 * step, gx_ptr, a, b, theta, v_reset, alpha, SOFT, DETACH, KIND)
+            h0, h1, h2, h3 = n_h0, n_h1, n_h2, n_h3
+            g0, g1, g2, g3 = n_g0.to(tl.float32), n_g1.to(tl.float32), n_g2.to(tl.float32), n_g3.to(tl.float32)
+            idx = nxt
         tl.store(gv0_ptr + offs, g_v, mask=mask)
 
 
 _BLOCK, _WARPS = 512, 4
-
-
-def _unroll(steps: int) -> int:
-    return min(8, triton.next_power_of_2(max(steps, 1)))
 
 
 def _grid(n: int) -> tuple[int]:
@@ -171,10 +237,20 @@ def lif_forward(
     theta: float,
     v_reset: float | None,
     keep_h: bool,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(spikes like x_seq, v_T float32 [step shape], h float32 like x_seq or None)``; ``v_reset=None`` is the soft
-    reset. ``v0`` has the shape of one step or broadcasts to it from a single value."""
+    reset. ``v0`` has the shape of one step or broadcasts to it from a single value. ``bias`` (``[C]``, for
+    ``x_seq [T, B, C, H, W]`` or ``[T, ..., C]``) is added to the input first, in float32."""
     x = _flat(x_seq)
+    c_count, ch_stride = 1, 1
+    if bias is not None:
+        c_count = bias.numel()
+        ch_dim = 2 if x.dim() == 5 else x.dim() - 1
+        if x.shape[ch_dim] != c_count:
+            raise ValueError(f"bias of {c_count} channels for an input of shape {list(x.shape)}")
+        ch_stride = x.stride(ch_dim)
+        bias = bias.contiguous()
     steps, n = x.shape[0], x[0].numel()
     scalar = v0.numel() == 1 or all(st == 0 for st in v0.stride())
     v0c = v0.reshape(-1)[:1] if scalar else _like(x[0], v0)
@@ -183,9 +259,10 @@ def lif_forward(
     v_t = torch.empty_like(x[0], dtype=torch.float32)
     if n and steps:
         _lif_fwd_kernel[_grid(n)](
-            x, v0c, s, h, v_t, steps, n, a, b, c, theta, 0.0 if v_reset is None else v_reset,
-            V0_SCALAR=scalar, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h,
-            BLOCK=_BLOCK, UNROLL=_unroll(steps), num_warps=_WARPS, enable_fp_fusion=False,
+            x, x if bias is None else bias, v0c, s, h, v_t, steps, n, c_count, ch_stride,
+            a, b, c, theta, 0.0 if v_reset is None else v_reset,
+            V0_SCALAR=scalar, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h, HAS_BIAS=bias is not None,
+            BLOCK=_BLOCK, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
     else:
         v_t.copy_(v0.expand(x.shape[1:]))
@@ -216,7 +293,7 @@ def lif_backward(
         _lif_bwd_kernel[_grid(n)](
             h_seq, gs, gvt, gx, gv0, steps, n, a, b, theta, 0.0 if v_reset is None else v_reset, alpha,
             SOFT=v_reset is None, DETACH=detach_reset, KIND=SURROGATES[surrogate], HAS_GVT=grad_v is not None,
-            BLOCK=_BLOCK, UNROLL=_unroll(steps), num_warps=_WARPS, enable_fp_fusion=False,
+            BLOCK=_BLOCK, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
     else:
         gv0.copy_(grad_v if grad_v is not None else torch.zeros_like(gv0))

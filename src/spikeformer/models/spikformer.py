@@ -50,6 +50,11 @@ class SpikingPatchSplitting(nn.Module):
         self.rpe = ConvBN2d(c.embed_dim, c.embed_dim, 3)
         self.rpe_neuron = model.make_neuron()
 
+    def conv_neuron_pairs(self) -> list[tuple[ConvBN2d, nn.Module]]:
+        """Each conv stage with the neuron that reads its output (through max-pooling at most):
+        ``spikeformer.nn.fold.move_conv_bias_into_neurons``."""
+        return [*zip(self.stages, self.neurons, strict=True), (self.rpe, self.rpe_neuron)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage, neuron, pool in zip(self.stages, self.neurons, self.pools, strict=True):
             x = pool(neuron(stage(x)))  # [T, B, C, H, W] -> [T, B, C', H', W']

@@ -12,7 +12,7 @@ from torch import nn
 
 from spikeformer.nn.layers import ConvBN2d, LinearBN
 
-__all__ = ["fold_batchnorm"]
+__all__ = ["fold_batchnorm", "move_conv_bias_into_neurons"]
 
 
 def _fold(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
@@ -39,3 +39,22 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
             _fold(m.conv, m.bn)
             m.bn = nn.Identity()
     return model.eval()
+
+
+def move_conv_bias_into_neurons(model: nn.Module) -> int:
+    """Move the bias of each folded conv that feeds a neuron directly into that neuron's ``input_bias`` (in place).
+
+    Modules that know such pairs list them with ``conv_neuron_pairs() -> [(ConvBN2d, neuron)]`` (max-pooling between
+    the two is allowed: a per-channel constant commutes with a maximum). Only pairs whose BatchNorm is folded away are
+    touched. cuDNN adds a conv bias in a separate pass over the output; the CUDA neuron kernel adds it while reading
+    its input. Returns how many biases moved.
+    """
+    moved = 0
+    for module in model.modules():
+        for stage, neuron in getattr(module, "conv_neuron_pairs", list)():
+            conv = stage.conv
+            if isinstance(stage.bn, nn.Identity) and conv.bias is not None and neuron.input_bias is None:
+                neuron.input_bias = conv.bias.detach().clone()
+                conv.bias = None
+                moved += 1
+    return moved

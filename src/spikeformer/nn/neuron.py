@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from spikeformer.functional.fused import SURROGATE_GRADS, fused_multistep
+from spikeformer.functional.fused import SURROGATE_GRADS, add_channel_bias, fused_multistep
 from spikeformer.functional.neuron import fire_and_reset, if_charge, lif_charge
 from spikeformer.nn.base import StatefulModule
 from spikeformer.nn.surrogate import Sigmoid, Surrogate
@@ -28,6 +28,7 @@ NEURON_BACKENDS: dict[str, Callable] = {}
 
 
 def _torch_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x_seq = add_channel_bias(x_seq, neuron.input_bias)
     out = []
     for t in range(x_seq.shape[0]):
         s, v = neuron.single_step(x_seq[t], v)
@@ -38,7 +39,7 @@ def _torch_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -
 def _fused_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One autograd node for all steps (``spikeformer.functional.fused``); PLIF's learnable tau uses the reference."""
     if isinstance(neuron, PLIF) or neuron.surrogate.name not in SURROGATE_GRADS:
-        return _torch_multistep(neuron, x_seq, v)
+        return _torch_multistep(neuron, x_seq, v)  # adds input_bias itself
     decay = 1.0 / neuron.tau if isinstance(neuron, LIF) else None
     return fused_multistep(
         x_seq,
@@ -50,6 +51,7 @@ def _fused_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -
         neuron.detach_reset,
         neuron.surrogate.name,
         neuron.surrogate.alpha,
+        bias=neuron.input_bias,
     )
 
 
@@ -86,6 +88,9 @@ class BaseNeuron(StatefulModule):
         self.detach_reset = bool(detach_reset)
         self.surrogate = surrogate if surrogate is not None else Sigmoid()
         self.backend = backend
+        # a per-channel bias added to the multi-step input (channel axis 2 of [T, B, C, H, W], else the last): set by
+        # ``spikeformer.nn.fold.move_conv_bias_into_neurons`` so the CUDA kernel adds a conv's bias on the fly
+        self.input_bias: torch.Tensor | None = None
         self.register_state("v", None)
 
     @property

@@ -1,9 +1,11 @@
-"""Max-pooling for CPU inference: identical results to ``nn.MaxPool2d`` on NCHW tensors, faster here.
+"""Max-pooling for inference: identical results to ``nn.MaxPool2d``, faster.
 
 On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms. ``FastMaxPool2d``
 runs the compiled kernel (``spikeformer.functional.kernels``, one plane per task) when it is available, else two
 separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms).
-NaN inputs are not supported (they never occur in spiking networks: inputs are spikes or finite sums).
+On CUDA, channels-last inputs go through the Triton kernel of ``spikeformer.functional.triton_pool`` (no argmax
+indices written). NaN inputs are not supported (they never occur in spiking networks: inputs are spikes or finite
+sums).
 """
 
 from __future__ import annotations
@@ -12,23 +14,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeformer.functional import kernels
+from spikeformer.functional import kernels, triton_pool
 
 __all__ = ["FastMaxPool2d", "to_fast_pooling"]
 
 
 class FastMaxPool2d(nn.Module):
-    """``nn.MaxPool2d(kernel_size, stride, padding)`` (square, no dilation, floor mode) for inference on the CPU."""
+    """``nn.MaxPool2d(kernel_size, stride, padding)`` (square, no dilation, floor mode) for inference."""
 
     def __init__(self, kernel_size: int, stride: int, padding: int) -> None:
         super().__init__()
         self.k, self.s, self.p = kernel_size, stride, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = kernels.get() if x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 4 else None
-        if k is not None and not torch.is_grad_enabled():
-            return k.maxpool2d(x, self.k, self.s, self.p)
-        return separable_max_pool(x, self.k, self.s, self.p)
+        cpu = x.device.type == "cpu"
+        if not torch.is_grad_enabled() and x.ndim == 4:
+            if cpu and x.dtype == torch.float32 and (k := kernels.get()) is not None:
+                return k.maxpool2d(x, self.k, self.s, self.p)
+            if triton_pool.available(x) and x.is_contiguous(memory_format=torch.channels_last):
+                return triton_pool.max_pool2d_channels_last(x, self.k, self.s, self.p)
+        if cpu:
+            return separable_max_pool(x, self.k, self.s, self.p)
+        return F.max_pool2d(x, self.k, self.s, self.p)
 
 
 def separable_max_pool(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from spikeformer.functional import kernels
-from spikeformer.nn.fold import fold_batchnorm
+from spikeformer.nn.fold import fold_batchnorm, move_conv_bias_into_neurons
 from spikeformer.nn.neuron import BaseNeuron
 from spikeformer.runtime.cuda_graphs import GraphedForward
 from spikeformer.runtime.event import to_event_driven
@@ -128,8 +128,7 @@ class Runner:
             for m in model.modules():
                 if isinstance(m, BaseNeuron):
                     m.backend = "fused"
-            if self.device.type == "cpu":
-                to_fast_pooling(model)
+            to_fast_pooling(model)
         self.precision_report: dict | None = None
         if precision == "auto" and calibration is not None:
             precision, self.precision_report = select_precision(original, calibration, self.device)
@@ -148,6 +147,8 @@ class Runner:
         if self.channels_last:
             model = (model if optimize else copy.deepcopy(model)).to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
+        if optimize and on_cuda:
+            move_conv_bias_into_neurons(self.model)  # the neuron kernel adds it while reading the conv output
         self.optimized = optimize
         self.max_batch_size = max_batch_size
         self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron)]

@@ -24,6 +24,8 @@ class TrainConfig:
         label_smoothing: cross-entropy label smoothing.
         amp: mixed precision: bf16 autocast (CPU with AMX, or CUDA); weights and optimizer stay float32.
         grad_clip: max global gradient norm (0 disables).
+        cuda_graphs: on one CUDA device, capture the whole step once and replay it (``spikeformer.train.graphed``):
+            the host no longer limits the step rate. Off on CPUs and with DDP.
         augment: random crop (padding ``crop_padding``) and horizontal flip.
         seed: seeds model init, shuffling and augmentation; runs with the same seed are identical.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:n]``.
@@ -51,6 +53,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     amp: bool = False
     grad_clip: float = 1.0
+    cuda_graphs: bool = True
     augment: bool = True
     crop_padding: int = 2
     seed: int = 0

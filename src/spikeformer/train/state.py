@@ -36,7 +36,9 @@ def save_optimizer(optimizer: torch.optim.Optimizer, folder: Path) -> None:
                 scalars.setdefault(str(idx), {})[name] = value
     save_file(tensors, str(folder / "optimizer.tmp"))
     os.replace(folder / "optimizer.tmp", folder / "optimizer.safetensors")
-    save_json(folder / "optimizer.json", {"param_groups": sd["param_groups"], "scalars": scalars})
+    # tensor learning rates (captured steps, spikeformer.train.graphed) are saved as numbers
+    groups = [{k: float(v) if isinstance(v, torch.Tensor) else v for k, v in g.items()} for g in sd["param_groups"]]
+    save_json(folder / "optimizer.json", {"param_groups": groups, "scalars": scalars})
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path) -> None:
@@ -48,4 +50,8 @@ def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path) -> None:
         state.setdefault(int(idx), {})[name] = value
     for idx, values in meta["scalars"].items():
         state.setdefault(int(idx), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = meta["param_groups"]
+    for saved, current in zip(groups, optimizer.param_groups, strict=False):
+        if "capturable" in current:  # how the state is kept is this optimizer's choice, not the saved one's
+            saved["capturable"] = current["capturable"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

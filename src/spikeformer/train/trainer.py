@@ -41,6 +41,7 @@ from spikeformer.data import (
 from spikeformer.models import create_model
 from spikeformer.train.config import TrainConfig
 from spikeformer.train.evaluate import evaluate_model
+from spikeformer.train.graphed import GraphedStep, set_lr, tensor_lr
 from spikeformer.train.state import load_json, load_optimizer, save_json, save_optimizer
 
 __all__ = ["FitResult", "fit", "plot_curves", "standard_preprocess", "resolve_device"]
@@ -210,7 +211,8 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
         _init_from(model, cfg.init_from, f"{cfg.model} with {args}")
     teacher = load_checkpoint(cfg.distill_from, map_location=device)[0] if cfg.distill_from else None
     model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    use_graphs = cfg.cuda_graphs and device.type == "cuda" and world == 1
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, capturable=use_graphs)
     steps_per_epoch = num_batches(len(train), cfg.batch_size, drop_last=True, world_size=world)
     if steps_per_epoch < 1:
         raise ValueError(f"the training set ({len(train)} images) is smaller than one batch of {cfg.batch_size}")
@@ -229,6 +231,29 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if use_graphs:
+        tensor_lr(optimizer)  # a captured step reads the learning rate from device memory
+
+    def train_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # no autocast weight cache under graph capture (it would keep casts from the capture's weights)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp, cache_enabled=not use_graphs):
+            logits = net(x)
+        logits = logits.float()
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits = teacher(x).float()
+            loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * _distill_loss(
+                logits, t_logits, cfg.distill_temperature
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        return loss.detach(), logits.detach()
+
+    run_step = GraphedStep(train_step) if use_graphs else train_step
 
     columns = [
         TextColumn("{task.description}"),
@@ -274,23 +299,8 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
             )
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                for group in optimizer.param_groups:
-                    group["lr"] = _lr_at(step, total, warmup, cfg)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                    logits = net(x)
-                logits = logits.float()
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits = teacher(x).float()
-                    loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * _distill_loss(
-                        logits, t_logits, cfg.distill_temperature
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                set_lr(optimizer, _lr_at(step, total, warmup, cfg))
+                loss, logits = run_step(x, y)
                 step += 1
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
@@ -315,7 +325,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
                 record = {
                     "epoch": epoch + 1,
                     "step": step,
-                    "lr": optimizer.param_groups[0]["lr"],
+                    "lr": float(optimizer.param_groups[0]["lr"]),
                     "train_loss": float(loss_sum) / seen,
                     "train_top1": float(correct) / seen,
                     "test_loss": ev.loss,

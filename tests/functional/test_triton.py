@@ -1,9 +1,10 @@
-"""The Triton LIF/IF kernels (the CUDA path of the fused neurons) against the step-by-step reference.
+"""The Triton kernels (the CUDA paths of the fused neurons and of max-pooling) against their references.
 
 CI has no GPU, so the kernels run in Triton's interpreter on the CPU: ``TRITON_INTERPRET=1`` must be set before Triton
 compiles anything, so the outer test re-runs this file in a fresh interpreter with it set, and the checks below exist
 only there. The interpreter executes the same kernel code (masks, unrolled time loop, 64-bit offsets, dtype casts) with
-numpy arithmetic; ``bench/speed_gpu.py`` repeats the spike/gradient check on a real GPU before timing.
+numpy arithmetic. On a GPU machine ``SPIKEFORMER_TEST_CUDA=1 pytest tests/functional/test_triton.py`` runs the same
+checks on CUDA tensors, compiled (``bench/speed_gpu.py`` also checks spikes and gradients on the GPU before timing).
 """
 
 import os
@@ -18,9 +19,10 @@ import torch
 from spikeformer.nn import IF, LIF, ATan, FastSigmoid, Sigmoid
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+ON_GPU = os.environ.get("SPIKEFORMER_TEST_CUDA") == "1"  # on a GPU machine: the same checks on CUDA tensors
 
 
-if not INTERPRETED:
+if not (INTERPRETED or ON_GPU):
 
     def test_triton_kernels_under_the_interpreter():
         pytest.importorskip("triton", reason="Triton is not installed (make setup installs it for the tests)")
@@ -45,11 +47,19 @@ if not INTERPRETED:
             cwd=Path(__file__).resolve().parents[2],
         )
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-        assert re.search(r"\b4\d passed", proc.stdout) and "skipped" not in proc.stdout, proc.stdout[-2000:]
+        assert re.search(r"\b[4-9]\d passed", proc.stdout) and "skipped" not in proc.stdout, proc.stdout[-2000:]
 
 
-if INTERPRETED:
-    from spikeformer.functional import fused, triton_lif
+if INTERPRETED or ON_GPU:
+    import torch.nn.functional as F
+
+    from spikeformer.functional import fused, triton_lif, triton_pool
+
+    @pytest.fixture(autouse=True)
+    def _device():
+        torch.set_default_device("cuda" if ON_GPU else "cpu")  # every tensor below is made on it
+        yield
+        torch.set_default_device("cpu")
 
     def _pair(cls, **kw):
         return cls(**kw), cls(**kw, backend="fused")
@@ -132,3 +142,36 @@ if INTERPRETED:
         ref, fast = _pair(LIF, tau=2.0)
         x = torch.randn(1, 7) * 3
         assert torch.equal(ref(x), fast(x))
+
+    @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "tokens"])
+    def test_input_bias_is_added_per_channel(layout):
+        """The conv bias the runtime moves into a neuron: the kernel adds it on the fly, per channel, in float32."""
+        torch.manual_seed(4)
+        if layout == "tokens":
+            x, bias = torch.randn(3, 2, 5, 24) * 1.5, torch.randn(24)
+            ref_in = x + bias
+        else:
+            base = torch.randn(3 * 2, 24, 4, 5)
+            if layout == "channels_last":
+                base = base.contiguous(memory_format=torch.channels_last)
+            x, bias = base.reshape(3, 2, 24, 4, 5), torch.randn(24)
+            ref_in = x + bias.view(-1, 1, 1)
+        with torch.inference_mode():
+            s, v = fused.fused_multistep(x, torch.zeros(()).expand(x.shape[1:]), 0.5, bias=bias)
+            s_ref, v_ref = fused.fused_multistep(ref_in.contiguous(), torch.zeros(()).expand(x.shape[1:]), 0.5)
+        assert torch.equal(s, s_ref)
+        assert torch.allclose(v, v_ref, atol=1e-6)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+    @pytest.mark.parametrize(("k", "stride", "pad", "hw"), [(3, 2, 1, (9, 8)), (3, 2, 1, (16, 16)), (2, 2, 0, (7, 6))])
+    def test_max_pool_matches_torch(dtype, k, stride, pad, hw):
+        torch.manual_seed(5)
+        x = torch.randn(3, 80, *hw).to(dtype).contiguous(memory_format=torch.channels_last)
+        y = triton_pool.max_pool2d_channels_last(x, k, stride, pad)
+        ref = F.max_pool2d(x.float(), k, stride, pad).to(dtype)
+        assert y.is_contiguous(memory_format=torch.channels_last) and y.dtype == dtype
+        assert torch.equal(y, ref)
+
+    def test_max_pool_refuses_other_layouts():
+        with pytest.raises(ValueError, match="channels-last"):
+            triton_pool.max_pool2d_channels_last(torch.randn(1, 4, 5, 5), 3, 2, 1)
