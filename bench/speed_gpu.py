@@ -212,6 +212,8 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="tiny sizes (smoke run)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile variants (slow to build)")
     ap.add_argument("--profile", action="store_true", help="write kernel-time tables of ours under --out")
+    ap.add_argument("--no-train", action="store_true", help="skip the training section")
+    ap.add_argument("--lif-sweep", action="store_true", help="also time the LIF kernels at other block sizes")
     ap.add_argument("--deadline-s", type=float, default=420.0, help="skip sections that would start after this")
     ap.add_argument("--out", type=Path, default=None, help="write speed_gpu.json here after every section")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -316,6 +318,16 @@ def main() -> None:
         lif["fraction_of_copy"] = lif["ours_gb_s"] / copy_gb_s
         lif["spikingjelly_fraction_of_copy"] = n_bytes / t_s / 1e9 / copy_gb_s
     rep.put("lif_fwd_bwd", lif)
+    if args.lif_sweep and cuda:
+        from spikeformer.functional import triton_lif
+
+        default = (triton_lif._BLOCK, triton_lif._WARPS)
+        sweep = {}
+        for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8), (512, 2)):
+            triton_lif._BLOCK, triton_lif._WARPS = block, warps
+            sweep[f"{block}x{warps}"] = n_bytes / timeit(lif_ours) / 1e9 / (copy_gb_s or 1.0)
+        triton_lif._BLOCK, triton_lif._WARPS = default
+        rep.put("lif_sweep_fraction_of_copy", sweep)
 
     # 3. inference
     def sj_infer(inp, amp=False):
@@ -346,13 +358,15 @@ def main() -> None:
         rep.put(f"infer_b{b}", entry)
 
     # 4. training
-    _training(rep, dev, train_b, timeit, time_left)
+    if not args.no_train:
+        _training(rep, dev, train_b, timeit, time_left)
     if args.profile and args.out is not None and time_left():
-        m = _ours_for_training(dev)
-        opt = torch.optim.AdamW(m.parameters())
-        xt, yt = torch.rand(train_b, 3, 32, 32, device=dev), torch.randint(0, 10, (train_b,), device=dev)
-        step = _step_fn(m, opt, amp=True, sj_style=False, graphed=False)
-        _profile(lambda: step(xt, yt), args.out / "profile_train_bf16.txt", dev)
+        if not args.no_train:
+            m = _ours_for_training(dev)
+            opt = torch.optim.AdamW(m.parameters())
+            xt, yt = torch.rand(train_b, 3, 32, 32, device=dev), torch.randint(0, 10, (train_b,), device=dev)
+            step = _step_fn(m, opt, amp=True, sj_style=False, graphed=False)
+            _profile(lambda: step(xt, yt), args.out / "profile_train_bf16.txt", dev)
         r = Runner(ours, dev, "bf16", cuda_graphs=False)
         xi = torch.rand(infer_b, 3, 32, 32, device=dev)
         _profile(lambda: r.run(xi), args.out / "profile_infer_bf16.txt", dev)

@@ -175,3 +175,29 @@ if INTERPRETED or ON_GPU:
     def test_max_pool_refuses_other_layouts():
         with pytest.raises(ValueError, match="channels-last"):
             triton_pool.max_pool2d_channels_last(torch.randn(1, 4, 5, 5), 3, 2, 1)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+    def test_strided_views_are_gathered_without_a_copy(dtype):
+        """Heads split off a [T, B, N, D] tensor (a transposed view): the kernel gathers the input through its strides
+        and writes contiguous spikes, which is what the attention's batched products read."""
+        torch.manual_seed(6)
+        base = (torch.randn(3, 2, 10, 24) * 1.5).to(dtype).requires_grad_(True)
+        view = base.view(3, 2, 10, 4, 6).transpose(2, 3)  # [T, B, H, N, d], not contiguous
+        ref, fast = _pair(LIF, tau=2.0)
+        s_fast = fast(view)
+        assert s_fast.is_contiguous() and s_fast.shape == view.shape
+        s_ref = ref(view.detach().float().requires_grad_(True))
+        assert torch.equal(s_ref, s_fast.float())
+        gw = torch.randn(s_ref.shape)
+        (g_fast,) = torch.autograd.grad((s_fast.float() * gw).sum(), base)
+        x32 = base.detach().float().requires_grad_(True)
+        ref2 = LIF(tau=2.0)
+        (g_ref,) = torch.autograd.grad((ref2(x32.view(3, 2, 10, 4, 6).transpose(2, 3)) * gw).sum(), x32)
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        assert torch.allclose(g_ref, g_fast.float(), atol=tol, rtol=tol)
+
+    def test_views_with_more_than_four_step_dims_fall_back_to_a_copy():
+        torch.manual_seed(7)
+        x = (torch.randn(2, 3, 2, 2, 2, 5) * 2).permute(0, 5, 4, 3, 2, 1)
+        ref, fast = _pair(LIF, tau=2.0)
+        assert torch.equal(ref(x), fast(x))

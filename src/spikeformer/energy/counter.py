@@ -216,11 +216,11 @@ class OpCounter:
 
     # -- attention ------------------------------------------------------------------------------------------------
     def _maybe_ssa(self, name: str, m: SpikingSelfAttention, stash: dict[str, torch.Tensor]) -> None:
-        """``Q (K^T V)`` once Q, K and V ([T, B, N, D] spikes) are all seen."""
+        """``Q (K^T V)`` once Q, K and V (spikes, [T, B, N, D] or head-split [T, B, H, N, D/H]) are all seen."""
         if not all(r in stash for r in ("q", "k", "v")):
             return
         q, k, v = stash.pop("q"), stash.pop("k"), stash.pop("v")
-        d = q.shape[-1] // m.num_heads  # head width
+        d = q.shape[-1] if q.dim() == 5 else q.shape[-1] // m.num_heads  # head width
         # K^T V: per head and step, kv[i, j] = sum_n k[n, i] v[n, j]; dense N*d*d = k.numel() * d over all heads.
         row = self._row(f"{name}.kv", "ssa:k^T v")
         ik, iv = classify_input(k), classify_input(v)

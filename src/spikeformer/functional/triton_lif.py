@@ -20,6 +20,7 @@ step-by-step reference; ``bench/speed_gpu.py`` times them on a GPU.
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import torch
@@ -80,8 +81,9 @@ if triton is not None:
     @triton.jit
     def _lif_fwd_kernel(
         x_ptr, bias_ptr, v0_ptr, s_ptr, h_ptr, vt_ptr, T, N, C, CH_STRIDE, a, b, c, theta, v_reset,
+        XT, S1, S2, S3, X0, X1, X2, X3,
         V0_SCALAR: tl.constexpr, SOFT: tl.constexpr, HAS_C: tl.constexpr, KEEP_H: tl.constexpr,
-        HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+        HAS_BIAS: tl.constexpr, STRIDED: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
         # Four steps per iteration; the next four steps' inputs are loaded before this iteration's stores, so that
         # eight loads per thread are in flight (the compiler may not move a load above a store it cannot prove
@@ -96,16 +98,28 @@ if triton is not None:
         else:
             v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         idx = offs
-        x0 = _load_x(x_ptr, bias_ptr, idx, mask & (zero < T), ch, HAS_BIAS)
-        x1 = _load_x(x_ptr, bias_ptr, idx + step, mask & (zero + 1 < T), ch, HAS_BIAS)
-        x2 = _load_x(x_ptr, bias_ptr, idx + 2 * step, mask & (zero + 2 < T), ch, HAS_BIAS)
-        x3 = _load_x(x_ptr, bias_ptr, idx + 3 * step, mask & (zero + 3 < T), ch, HAS_BIAS)
+        if STRIDED:  # the input is a strided view (e.g. heads split off a [T, B, N, D] tensor): gather it
+            xs = tl.zeros([BLOCK], tl.int64) + XT
+            e = offs
+            xi = (e % S3) * X3
+            e = e // S3
+            xi += (e % S2) * X2
+            e = e // S2
+            xi += (e % S1) * X1 + (e // S1) * X0
+        else:
+            xs = step
+            xi = offs
+        x0 = _load_x(x_ptr, bias_ptr, xi, mask & (zero < T), ch, HAS_BIAS)
+        x1 = _load_x(x_ptr, bias_ptr, xi + xs, mask & (zero + 1 < T), ch, HAS_BIAS)
+        x2 = _load_x(x_ptr, bias_ptr, xi + 2 * xs, mask & (zero + 2 < T), ch, HAS_BIAS)
+        x3 = _load_x(x_ptr, bias_ptr, xi + 3 * xs, mask & (zero + 3 < T), ch, HAS_BIAS)
         for t0 in range(0, T, 4):
             nxt = idx + 4 * step
-            n0 = _load_x(x_ptr, bias_ptr, nxt, mask & (zero + (t0 + 4) < T), ch, HAS_BIAS)
-            n1 = _load_x(x_ptr, bias_ptr, nxt + step, mask & (zero + (t0 + 5) < T), ch, HAS_BIAS)
-            n2 = _load_x(x_ptr, bias_ptr, nxt + 2 * step, mask & (zero + (t0 + 6) < T), ch, HAS_BIAS)
-            n3 = _load_x(x_ptr, bias_ptr, nxt + 3 * step, mask & (zero + (t0 + 7) < T), ch, HAS_BIAS)
+            xi += 4 * xs
+            n0 = _load_x(x_ptr, bias_ptr, xi, mask & (zero + (t0 + 4) < T), ch, HAS_BIAS)
+            n1 = _load_x(x_ptr, bias_ptr, xi + xs, mask & (zero + (t0 + 5) < T), ch, HAS_BIAS)
+            n2 = _load_x(x_ptr, bias_ptr, xi + 2 * xs, mask & (zero + (t0 + 6) < T), ch, HAS_BIAS)
+            n3 = _load_x(x_ptr, bias_ptr, xi + 3 * xs, mask & (zero + (t0 + 7) < T), ch, HAS_BIAS)
             m = mask & (zero + t0 < T)
             v = _charge_fire_store(x0, v, m, idx, s_ptr, h_ptr, a, b, c, theta, v_reset, SOFT, HAS_C, KEEP_H)
             m = mask & (zero + (t0 + 1) < T)
@@ -211,14 +225,22 @@ def _grid(n: int) -> tuple[int]:
     return (triton.cdiv(n, _BLOCK),)
 
 
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    """``x`` as ``[T, N]`` over its own storage when every time step is one dense block laid out alike (contiguous or
-    channels-last), else a contiguous copy; the kernels index ``t * N + i``."""
-    if x.is_contiguous() or (
+def _dense_steps(x: torch.Tensor) -> bool:
+    """Every time step of ``x`` is one dense block laid out alike (contiguous or channels-last): the kernels can index
+    input and outputs alike as ``t * N + i`` over the storage, and outputs keep ``x``'s layout."""
+    return x.is_contiguous() or (
         x.dim() == 5 and x[0].is_contiguous(memory_format=torch.channels_last) and x.stride(0) == x[0].numel()
-    ):
-        return x
-    return x.contiguous()
+    )
+
+
+def _gather_strides(x: torch.Tensor) -> tuple[int, ...] | None:
+    """``(XT, S1, S2, S3, X0, X1, X2, X3)`` for a strided ``x`` with at most four dimensions per step (sizes of the
+    last three step dimensions, then the input strides of all four), or ``None`` when the kernel cannot gather it."""
+    sizes, strides = list(x.shape[1:]), list(x.stride()[1:])
+    if len(sizes) > 4:
+        return None
+    sizes, strides = [1] * (4 - len(sizes)) + sizes, [0] * (4 - len(strides)) + strides
+    return (x.stride(0), *sizes[1:], *strides)
 
 
 def _like(layout: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -242,27 +264,33 @@ def lif_forward(
     """``(spikes like x_seq, v_T float32 [step shape], h float32 like x_seq or None)``; ``v_reset=None`` is the soft
     reset. ``v0`` has the shape of one step or broadcasts to it from a single value. ``bias`` (``[C]``, for
     ``x_seq [T, B, C, H, W]`` or ``[T, ..., C]``) is added to the input first, in float32."""
-    x = _flat(x_seq)
+    x = x_seq
+    gather = None if _dense_steps(x) else _gather_strides(x)
+    if not _dense_steps(x) and gather is None:
+        x = x.contiguous()
     c_count, ch_stride = 1, 1
     if bias is not None:
         c_count = bias.numel()
         ch_dim = 2 if x.dim() == 5 else x.dim() - 1
         if x.shape[ch_dim] != c_count:
             raise ValueError(f"bias of {c_count} channels for an input of shape {list(x.shape)}")
-        ch_stride = x.stride(ch_dim)
+        ch_stride = x.stride(ch_dim) if gather is None else math.prod(x.shape[ch_dim + 1 :])
         bias = bias.contiguous()
     steps, n = x.shape[0], x[0].numel()
     scalar = v0.numel() == 1 or all(st == 0 for st in v0.stride())
-    v0c = v0.reshape(-1)[:1] if scalar else _like(x[0], v0)
-    s = torch.empty_like(x)
-    h = torch.empty_like(x, dtype=torch.float32) if keep_h else s  # dummy pointer when not kept
-    v_t = torch.empty_like(x[0], dtype=torch.float32)
+    v0c = v0.reshape(-1)[:1] if scalar else None
+    fmt = torch.contiguous_format if gather is not None else torch.preserve_format  # a gathered input: contiguous out
+    s = torch.empty_like(x, memory_format=fmt)
+    h = torch.empty_like(x, dtype=torch.float32, memory_format=fmt) if keep_h else s  # a dummy pointer when not kept
+    v_t = torch.empty_like(s[0], dtype=torch.float32)
+    if not scalar:
+        v0c = _like(s[0], v0)
     if n and steps:
         _lif_fwd_kernel[_grid(n)](
             x, x if bias is None else bias, v0c, s, h, v_t, steps, n, c_count, ch_stride,
-            a, b, c, theta, 0.0 if v_reset is None else v_reset,
+            a, b, c, theta, 0.0 if v_reset is None else v_reset, *(gather or (0,) * 8),
             V0_SCALAR=scalar, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h, HAS_BIAS=bias is not None,
-            BLOCK=_BLOCK, num_warps=_WARPS, enable_fp_fusion=False,
+            STRIDED=gather is not None, BLOCK=_BLOCK, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
     else:
         v_t.copy_(v0.expand(x.shape[1:]))

@@ -78,11 +78,14 @@ class SpikingSelfAttention(nn.Module):
         self.proj_neuron = model.make_neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = _split_heads(self.q_neuron(self.q(x)), self.num_heads)  # [T, B, H, N, D/H]
-        k = _split_heads(self.k_neuron(self.k(x)), self.num_heads)
-        v = _split_heads(self.v_neuron(self.v(x)), self.num_heads)
-        y = self.attn_neuron(_merge_heads(spiking_self_attention(q, k, v, self.scale)))  # [T, B, N, D]
-        return self.proj_neuron(self.proj(y))
+        # The neurons are elementwise, so they run on the head-split views: neuron(split(y)) == split(neuron(y)). The
+        # fused kernels gather such a view and write contiguous spikes, which the batched products read without the
+        # copy a split (or merge) of a contiguous tensor would need.
+        q = self.q_neuron(_split_heads(self.q(x), self.num_heads))  # [T, B, H, N, D/H]
+        k = self.k_neuron(_split_heads(self.k(x), self.num_heads))
+        v = self.v_neuron(_split_heads(self.v(x), self.num_heads))
+        y = self.attn_neuron(spiking_self_attention(q, k, v, self.scale).transpose(2, 3))  # [T, B, N, H, D/H]
+        return self.proj_neuron(self.proj(y.reshape(*y.shape[:3], -1)))  # [T, B, N, D]
 
 
 class SpikingMLP(nn.Module):
