@@ -205,6 +205,58 @@ def _training(rep: Report, dev: torch.device, batch: int, timeit, time_left) -> 
             torch.cuda.empty_cache()
 
 
+def _lif_section(rep: Report, dev: torch.device, shape: tuple, timeit, copy_gb_s: float | None, sweep: bool) -> None:
+    """One multi-step LIF layer, forward + backward (``torch.autograd.grad``: no accumulation into a leaf's ``.grad``,
+    which would add a read-modify-write pass of its own), ours and SpikingJelly's; plus our two kernels alone."""
+    from spikingjelly.activation_based import functional as sjf
+    from spikingjelly.activation_based import neuron as sjn
+
+    from spikeformer.nn import LIF
+
+    xl = torch.randn(*shape, device=dev, requires_grad=True)
+    gl = torch.randn(*shape, device=dev)
+    ours_lif = LIF(tau=2.0, backend="fused")
+    sj_lif = sjn.LIFNode(tau=2.0, step_mode="m", detach_reset=True)
+
+    def lif_ours():
+        ours_lif.reset()
+        torch.autograd.grad(ours_lif(xl), xl, gl)
+
+    def lif_sj():
+        sjf.reset_net(sj_lif)
+        torch.autograd.grad(sj_lif(xl), xl, gl)
+
+    t_o, t_s = timeit(lif_ours), timeit(lif_sj)
+    n_bytes = 6 * xl.numel() * 4
+    lif = {"ours_ms": 1e3 * t_o, "spikingjelly_ms": 1e3 * t_s, "speedup": t_s / t_o, "ours_gb_s": n_bytes / t_o / 1e9}
+    if copy_gb_s:
+        lif["fraction_of_copy"] = lif["ours_gb_s"] / copy_gb_s
+        lif["spikingjelly_fraction_of_copy"] = n_bytes / t_s / 1e9 / copy_gb_s
+    if dev.type == "cuda":
+        from spikeformer.functional import triton_lif
+
+        x = xl.detach()
+        v0 = torch.zeros((), device=dev).expand(shape[1:])
+
+        def kernels():
+            _, _, h = triton_lif.lif_forward(x, v0, 0.5, 0.5, 0.0, 1.0, 0.0, keep_h=True)
+            triton_lif.lif_backward(h, gl, None, 0.5, 0.5, 1.0, 0.0, True, "sigmoid", 4.0, torch.float32)
+
+        t_k = timeit(kernels)
+        lif["kernels_only_ms"] = 1e3 * t_k
+        if copy_gb_s:
+            lif["kernels_only_fraction_of_copy"] = n_bytes / t_k / 1e9 / copy_gb_s
+        if sweep:
+            default = (triton_lif._BLOCK, triton_lif._WARPS)
+            lif["sweep_kernels_fraction_of_copy"] = {}
+            for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8), (512, 2)):
+                triton_lif._BLOCK, triton_lif._WARPS = block, warps
+                frac = n_bytes / timeit(kernels) / 1e9 / (copy_gb_s or 1.0)
+                lif["sweep_kernels_fraction_of_copy"][f"{block}x{warps}"] = frac
+            triton_lif._BLOCK, triton_lif._WARPS = default
+    rep.put("lif_fwd_bwd", lif)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -213,6 +265,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile variants (slow to build)")
     ap.add_argument("--profile", action="store_true", help="write kernel-time tables of ours under --out")
     ap.add_argument("--no-train", action="store_true", help="skip the training section")
+    ap.add_argument("--lif-only", action="store_true", help="only the ceilings and the LIF layer")
     ap.add_argument("--lif-sweep", action="store_true", help="also time the LIF kernels at other block sizes")
     ap.add_argument("--deadline-s", type=float, default=420.0, help="skip sections that would start after this")
     ap.add_argument("--out", type=Path, default=None, help="write speed_gpu.json here after every section")
@@ -221,7 +274,6 @@ def main() -> None:
     t_start = time.monotonic()
 
     from spikingjelly.activation_based import functional as sjf
-    from spikingjelly.activation_based import neuron as sjn
     from spikingjelly.activation_based.model.spikformer import spikformer_cifar10
 
     from spikeformer.interop import from_spikingjelly
@@ -265,6 +317,11 @@ def main() -> None:
         rep.put("ceilings", {"copy_gb_s": 2 * 2**30 / t_copy / 1e9, "bf16_matmul_tflop_s": 2 * 8192**3 / t_mm / 1e12})
     copy_gb_s = rep.res.get("ceilings", {}).get("copy_gb_s")
 
+    if args.lif_only:
+        _lif_section(rep, dev, (lif_t, lif_b, lif_n), timeit, copy_gb_s, args.lif_sweep)
+        print(json.dumps(rep.res) if args.json else json.dumps(rep.res, indent=2))
+        return
+
     # 1. correctness on the device
     torch.manual_seed(0)
     speed = _load_speed_cpu()
@@ -298,36 +355,7 @@ def main() -> None:
     rep.put("correctness", checks)
 
     # 2. one LIF layer, forward + backward
-    xl = torch.randn(lif_t, lif_b, lif_n, device=dev, requires_grad=True)
-    gl = torch.randn(lif_t, lif_b, lif_n, device=dev)
-    ours_lif = LIF(tau=2.0, backend="fused")
-    sj_lif = sjn.LIFNode(tau=2.0, step_mode="m", detach_reset=True)
-
-    def lif_ours():
-        ours_lif.reset()
-        ours_lif(xl).backward(gl)
-
-    def lif_sj():
-        sjf.reset_net(sj_lif)
-        sj_lif(xl).backward(gl)
-
-    t_o, t_s = timeit(lif_ours), timeit(lif_sj)
-    n_bytes = 6 * xl.numel() * 4
-    lif = {"ours_ms": 1e3 * t_o, "spikingjelly_ms": 1e3 * t_s, "speedup": t_s / t_o, "ours_gb_s": n_bytes / t_o / 1e9}
-    if copy_gb_s:
-        lif["fraction_of_copy"] = lif["ours_gb_s"] / copy_gb_s
-        lif["spikingjelly_fraction_of_copy"] = n_bytes / t_s / 1e9 / copy_gb_s
-    rep.put("lif_fwd_bwd", lif)
-    if args.lif_sweep and cuda:
-        from spikeformer.functional import triton_lif
-
-        default = (triton_lif._BLOCK, triton_lif._WARPS)
-        sweep = {}
-        for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8), (512, 2)):
-            triton_lif._BLOCK, triton_lif._WARPS = block, warps
-            sweep[f"{block}x{warps}"] = n_bytes / timeit(lif_ours) / 1e9 / (copy_gb_s or 1.0)
-        triton_lif._BLOCK, triton_lif._WARPS = default
-        rep.put("lif_sweep_fraction_of_copy", sweep)
+    _lif_section(rep, dev, (lif_t, lif_b, lif_n), timeit, copy_gb_s, args.lif_sweep)
 
     # 3. inference
     def sj_infer(inp, amp=False):
