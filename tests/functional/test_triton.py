@@ -172,6 +172,27 @@ if INTERPRETED or ON_GPU:
         assert y.is_contiguous(memory_format=torch.channels_last) and y.dtype == dtype
         assert torch.equal(y, ref)
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+    @pytest.mark.parametrize(("k", "stride", "pad", "hw"), [(3, 2, 1, (9, 8)), (3, 2, 1, (8, 8)), (2, 2, 0, (7, 6))])
+    def test_max_pool_gradient_matches_torch_with_ties(dtype, k, stride, pad, hw):
+        """Spike maps are full of ties: the gradient goes to the first maximum in scan order, as in PyTorch."""
+        torch.manual_seed(8)
+        x = (torch.rand(2, 70, *hw) < 0.4).to(dtype).contiguous(memory_format=torch.channels_last)
+        x = (x + torch.randint(0, 2, x.shape).to(dtype) * (torch.rand(x.shape) < 0.1).to(dtype)).requires_grad_(True)
+        g = torch.randn(2, 70, (hw[0] + 2 * pad - k) // stride + 1, (hw[1] + 2 * pad - k) // stride + 1).to(dtype)
+        y = triton_pool.max_pool2d_channels_last(x, k, stride, pad)
+        (gx,) = torch.autograd.grad(y, x, g)
+        xr = x.detach().float().contiguous().requires_grad_(True)
+        yr = F.max_pool2d(xr, k, stride, pad)
+        (gr,) = torch.autograd.grad(yr, xr, g.float())
+        assert torch.equal(y.float(), yr)
+        assert gx.is_contiguous(memory_format=torch.channels_last) and gx.dtype == dtype
+        # the same windows pick the same inputs; a pixel that several windows picked sums their gradients in another
+        # order than PyTorch: rounding only
+        assert torch.equal(gx != 0, gr != 0)
+        tol = 1e-6 if dtype == torch.float32 else 1e-2
+        assert torch.allclose(gx.float(), gr.to(dtype).float(), rtol=tol, atol=tol)
+
     def test_max_pool_refuses_other_layouts():
         with pytest.raises(ValueError, match="channels-last"):
             triton_pool.max_pool2d_channels_last(torch.randn(1, 4, 5, 5), 3, 2, 1)

@@ -1,11 +1,11 @@
-"""Max-pooling for inference: identical results to ``nn.MaxPool2d``, faster.
+"""Max-pooling: identical results to ``nn.MaxPool2d``, faster (CPU inference; CUDA inference and training).
 
 On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms. ``FastMaxPool2d``
 runs the compiled kernel (``spikeformer.functional.kernels``, one plane per task) when it is available, else two
 separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms).
-On CUDA, channels-last inputs go through the Triton kernel of ``spikeformer.functional.triton_pool`` (no argmax
-indices written). NaN inputs are not supported (they never occur in spiking networks: inputs are spikes or finite
-sums).
+On CUDA, channels-last inputs go through the Triton kernels of ``spikeformer.functional.triton_pool`` (no int64
+argmax indices; differentiable, so training on a GPU uses them too). NaN inputs are not supported (they never occur
+in spiking networks: inputs are spikes or finite sums).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ class FastMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cpu = x.device.type == "cpu"
+        if x.ndim == 4 and triton_pool.available(x) and x.is_contiguous(memory_format=torch.channels_last):
+            return triton_pool.max_pool2d_channels_last(x, self.k, self.s, self.p)  # differentiable
         if not torch.is_grad_enabled() and x.ndim == 4:
             if cpu and x.dtype == torch.float32 and (k := kernels.get()) is not None:
                 return k.maxpool2d(x, self.k, self.s, self.p)
-            if triton_pool.available(x) and x.is_contiguous(memory_format=torch.channels_last):
-                return triton_pool.max_pool2d_channels_last(x, self.k, self.s, self.p)
         if cpu:
             return separable_max_pool(x, self.k, self.s, self.p)
         return F.max_pool2d(x, self.k, self.s, self.p)

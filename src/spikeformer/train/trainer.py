@@ -39,6 +39,7 @@ from spikeformer.data import (
     random_horizontal_flip,
 )
 from spikeformer.models import create_model
+from spikeformer.runtime.pool import to_fast_pooling
 from spikeformer.train.config import TrainConfig
 from spikeformer.train.evaluate import evaluate_model
 from spikeformer.train.graphed import GraphedStep, set_lr, tensor_lr
@@ -211,8 +212,13 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
         _init_from(model, cfg.init_from, f"{cfg.model} with {args}")
     teacher = load_checkpoint(cfg.distill_from, map_location=device)[0] if cfg.distill_from else None
     model.to(device)
+    if device.type == "cuda":  # channels-last convolutions and the Triton max-pool (spikeformer.runtime.pool)
+        model.to(memory_format=torch.channels_last)
+        to_fast_pooling(model)
     use_graphs = cfg.cuda_graphs and device.type == "cuda" and world == 1
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, capturable=use_graphs)
+    # on CUDA PyTorch's fused AdamW: one kernel for all parameters instead of a few hundred (it can be captured too)
+    fused = device.type == "cuda" or None
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, capturable=use_graphs, fused=fused)
     steps_per_epoch = num_batches(len(train), cfg.batch_size, drop_last=True, world_size=world)
     if steps_per_epoch < 1:
         raise ValueError(f"the training set ({len(train)} images) is smaller than one batch of {cfg.batch_size}")
