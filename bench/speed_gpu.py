@@ -281,6 +281,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="write kernel-time tables of ours under --out")
     ap.add_argument("--no-train", action="store_true", help="skip the training section")
     ap.add_argument("--lif-only", action="store_true", help="only the ceilings and the LIF layer")
+    ap.add_argument("--train-only", action="store_true", help="only the ceilings and the training section")
     ap.add_argument("--lif-sweep", action="store_true", help="also time the LIF kernels at other block sizes")
     ap.add_argument("--deadline-s", type=float, default=420.0, help="skip sections that would start after this")
     ap.add_argument("--out", type=Path, default=None, help="write speed_gpu.json here after every section")
@@ -332,8 +333,11 @@ def main() -> None:
         rep.put("ceilings", {"copy_gb_s": 2 * 2**30 / t_copy / 1e9, "bf16_matmul_tflop_s": 2 * 8192**3 / t_mm / 1e12})
     copy_gb_s = rep.res.get("ceilings", {}).get("copy_gb_s")
 
-    if args.lif_only:
-        _lif_section(rep, dev, (lif_t, lif_b, lif_n), timeit, copy_gb_s, args.lif_sweep)
+    if args.lif_only or args.train_only:
+        if args.lif_only:
+            _lif_section(rep, dev, (lif_t, lif_b, lif_n), timeit, copy_gb_s, args.lif_sweep)
+        else:
+            _training(rep, dev, train_b, timeit, time_left)
         print(json.dumps(rep.res) if args.json else json.dumps(rep.res, indent=2))
         return
 
