@@ -67,6 +67,7 @@ def main() -> None:
 
     from spikeformer.interop import from_spikingjelly
     from spikeformer.runtime import Runner
+    from spikeformer.train import prepare_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -123,10 +124,7 @@ def main() -> None:
     x = torch.rand(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
     sj_train = spikformer_cifar10()
-    ours_train = from_spikingjelly(sj_train).train()
-    for m in ours_train.modules():
-        if hasattr(m, "backend"):
-            m.backend = "fused"
+    ours_train = prepare_model(from_spikingjelly(sj_train).train(), torch.device("cpu"))  # as `spikeformer train`
     opt_sj = torch.optim.AdamW(sj_train.parameters())
     opt_ours = torch.optim.AdamW(ours_train.parameters())
 

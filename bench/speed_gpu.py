@@ -103,23 +103,15 @@ def _profile(fn, path: Path, device: torch.device) -> None:
 
 
 def _ours_for_training(dev: torch.device, seed: int = 0) -> torch.nn.Module:
-    """Our Spikformer-4-384 with the fused (Triton on CUDA) neurons and, on CUDA, channels-last memory and the Triton
-    max-pool, in training mode."""
+    """Our Spikformer-4-384 prepared as ``spikeformer train`` prepares a model (``prepare_model``: fused neurons, fast
+    max-pool, channels-last on CUDA), in training mode."""
     from spikingjelly.activation_based.model.spikformer import spikformer_cifar10
 
     from spikeformer.interop import from_spikingjelly
-    from spikeformer.nn.neuron import BaseNeuron
+    from spikeformer.train import prepare_model
 
     torch.manual_seed(seed)
-    m = from_spikingjelly(spikformer_cifar10()).to(dev).train()
-    for mod in m.modules():
-        if isinstance(mod, BaseNeuron):
-            mod.backend = "fused"
-    if dev.type == "cuda":  # as the trainer does on CUDA
-        from spikeformer.runtime.pool import to_fast_pooling
-
-        to_fast_pooling(m.to(memory_format=torch.channels_last))
-    return m
+    return prepare_model(from_spikingjelly(spikformer_cifar10()).train(), dev)
 
 
 def _sj_for_training(dev: torch.device, seed: int = 0) -> torch.nn.Module:

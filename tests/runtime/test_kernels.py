@@ -83,3 +83,42 @@ def test_kernels_can_be_disabled(monkeypatch):
     monkeypatch.setenv("SPIKEFORMER_KERNELS", "0")
     assert kernels.get() is None
     assert "SPIKEFORMER_KERNELS=0" in kernels.unavailable_reason()
+
+
+def test_lif_kernel_reads_and_writes_bfloat16(k):
+    """bf16 in and out (CPU autocast): the membrane is float32, so the spikes are those of the float32 recurrence on
+    the same (rounded) inputs; dL/dx comes back in bf16, rounded to nearest even like a torch cast."""
+    g = torch.Generator().manual_seed(4)
+    x = (torch.randn(5, 2, 900, generator=g) * 1.5).to(torch.bfloat16)
+    gs = torch.randn(5, 2, 900, generator=g).to(torch.bfloat16)
+    v0 = torch.zeros(1)
+    s, v, h = k.lif_forward(x, v0, 0.5, 0.5, 0.0, 1.0, False, 0.0, True)
+    s32, v32, h32 = k.lif_forward(x.float(), v0, 0.5, 0.5, 0.0, 1.0, False, 0.0, True)
+    assert s.dtype == torch.bfloat16 and torch.equal(s.float(), s32) and torch.equal(h, h32) and torch.equal(v, v32)
+    gv = torch.zeros(2 * 900)
+    gx, g0 = k.lif_backward(h, gs, gv, 0.5, 0.5, 1.0, False, 0.0, True, 0, 4.0)
+    gx32, g032 = k.lif_backward(h, gs.float(), gv, 0.5, 0.5, 1.0, False, 0.0, True, 0, 4.0)
+    assert gx.dtype == torch.bfloat16 and torch.equal(gx, gx32.to(torch.bfloat16)) and torch.equal(g0, g032)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "k_s_p,hw", [((3, 2, 1), (9, 8)), ((3, 2, 1), (16, 16)), ((2, 2, 0), (7, 6)), ((3, 1, 1), (5, 7))]
+)
+def test_max_pool_with_argmax_trains_like_torch(k, dtype, k_s_p, hw):
+    """Spike maps are full of ties: the gradient goes to the first maximum of each window in scan order, as in
+    PyTorch; a pixel picked by several windows sums their gradients (in float32, rounded once)."""
+    from spikeformer.runtime.pool import FastMaxPool2d
+
+    kk, s, p = k_s_p
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(3, 40, *hw, generator=g) < 0.4).float() + torch.randn(3, 40, *hw, generator=g).clamp(min=0) * 0.3
+    x = x.round().to(dtype).requires_grad_(True)  # integer-valued: many ties
+    y = FastMaxPool2d(kk, s, p)(x)
+    go = torch.randn(y.shape, generator=g).to(dtype)
+    (gx,) = torch.autograd.grad(y, x, go)
+    xr = x.detach().float().requires_grad_(True)
+    yr = F.max_pool2d(xr, kk, s, p)
+    (gr,) = torch.autograd.grad(yr, xr, go.float())
+    assert y.dtype == dtype and torch.equal(y.float(), yr)
+    assert gx.dtype == dtype and torch.equal(gx.float(), gr.to(dtype).float())

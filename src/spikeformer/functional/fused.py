@@ -44,7 +44,7 @@ def _kernels(*tensors: torch.Tensor):
 
 
 def _kernel_forward(k, x_seq, v0, a, b, v_rest, theta, v_reset, keep_h: bool):
-    """``(spikes, v_T, h)`` from the compiled kernel (float32 tensors)."""
+    """``(spikes in x_seq's dtype, v_T, h)`` from the compiled kernel (x_seq float32 or bfloat16, v0 float32)."""
     v0 = v0.expand(x_seq.shape[1:])
     if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
         v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
@@ -66,9 +66,9 @@ class _FusedLIF(torch.autograd.Function):
             return s_seq, v
         k = _kernels(x_seq, v0)
         if k is not None:
-            # bfloat16 (CPU autocast): the membrane is integrated in float32, the spikes are exact in bfloat16
+            # bfloat16 (CPU autocast) in and out: the kernel integrates the membrane in float32 (bf16 spikes are exact)
             keep_h = any(ctx.needs_input_grad[:2])  # the charged potentials are needed only for backward
-            s_seq, v, h_seq = _kernel_forward(k, x_seq.float(), v0.float(), a, b, v_rest, theta, v_reset, keep_h)
+            s_seq, v, h_seq = _kernel_forward(k, x_seq, v0.float(), a, b, v_rest, theta, v_reset, keep_h)
             ctx.save_for_backward(h_seq, s_seq)
             ctx.kernel = "cpu"
             return s_seq.to(ctx.in_dtypes[0]), v
@@ -103,7 +103,7 @@ class _FusedLIF(torch.autograd.Function):
             grad_s = grad_s if grad_s is not None else torch.zeros_like(h_seq)
             grad_x, g_v = kernels.get().lif_backward(
                 h_seq,
-                grad_s.float(),
+                grad_s if grad_s.dtype in (torch.float32, torch.bfloat16) else grad_s.float(),
                 g_v.float(),
                 a,
                 b,

@@ -1,8 +1,11 @@
 """Max-pooling: identical results to ``nn.MaxPool2d``, faster (CPU inference; CUDA inference and training).
 
-On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms. ``FastMaxPool2d``
-runs the compiled kernel (``spikeformer.functional.kernels``, one plane per task) when it is available, else two
-separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms).
+On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms (in training, with
+its int64 indices in bf16, 15 ms for [32, 192, 32, 32]). ``FastMaxPool2d`` runs the compiled kernels
+(``spikeformer.functional.kernels``, one plane per task) when they are available: float32 inference without indices,
+training (float32 or bf16) with a one-byte winning tap per output and the same gradient as ``nn.MaxPool2d``; else two
+separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms; inference only, as
+their gradient splits ties).
 On CUDA, channels-last inputs go through the Triton kernels of ``spikeformer.functional.triton_pool`` (no int64
 argmax indices; differentiable, so training on a GPU uses them too). NaN inputs are not supported (they never occur
 in spiking networks: inputs are spikes or finite sums).
@@ -30,12 +33,34 @@ class FastMaxPool2d(nn.Module):
         cpu = x.device.type == "cpu"
         if x.ndim == 4 and triton_pool.available(x) and x.is_contiguous(memory_format=torch.channels_last):
             return triton_pool.max_pool2d_channels_last(x, self.k, self.s, self.p)  # differentiable
-        if not torch.is_grad_enabled() and x.ndim == 4:
-            if cpu and x.dtype == torch.float32 and (k := kernels.get()) is not None:
+        if cpu and x.ndim == 4 and x.dtype in (torch.float32, torch.bfloat16) and (k := kernels.get()) is not None:
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _CpuMaxPool.apply(x, self.k, self.s, self.p)
+            if x.dtype == torch.float32:
                 return k.maxpool2d(x, self.k, self.s, self.p)
+            return k.maxpool2d_argmax(x, self.k, self.s, self.p)[0]
         if cpu:
             return separable_max_pool(x, self.k, self.s, self.p)
         return F.max_pool2d(x, self.k, self.s, self.p)
+
+
+class _CpuMaxPool(torch.autograd.Function):
+    """The compiled kernels' max-pool for training: the forward pass keeps each window's winning tap (one byte), the
+    backward pass sends each output's gradient there; the same gradient as ``nn.MaxPool2d`` (first maximum wins)."""
+
+    @staticmethod
+    def forward(ctx, x, k, s, p):  # type: ignore[override]
+        y, arg = kernels.get().maxpool2d_argmax(x, k, s, p)
+        ctx.save_for_backward(arg)
+        ctx.geometry = (x.shape[2], x.shape[3], x.dtype, k, s, p)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (arg,) = ctx.saved_tensors
+        h, w, dtype, k, s, p = ctx.geometry
+        grad = grad if grad.dtype in (torch.float32, torch.bfloat16) else grad.float()
+        return kernels.get().maxpool2d_backward(grad, arg, h, w, k, s, p).to(dtype), None, None, None
 
 
 def separable_max_pool(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:

@@ -2,6 +2,15 @@
 
 from spikeformer.train.config import TrainConfig
 from spikeformer.train.evaluate import EvalResult, evaluate_model, plot_confusion
-from spikeformer.train.trainer import FitResult, fit, plot_curves
+from spikeformer.train.trainer import FitResult, fit, plot_curves, prepare_model
 
-__all__ = ["EvalResult", "FitResult", "TrainConfig", "evaluate_model", "fit", "plot_confusion", "plot_curves"]
+__all__ = [
+    "EvalResult",
+    "FitResult",
+    "TrainConfig",
+    "evaluate_model",
+    "fit",
+    "plot_confusion",
+    "plot_curves",
+    "prepare_model",
+]

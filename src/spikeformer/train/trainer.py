@@ -38,7 +38,9 @@ from spikeformer.data import (
     random_crop,
     random_horizontal_flip,
 )
+from spikeformer.functional import kernels
 from spikeformer.models import create_model
+from spikeformer.nn.neuron import BaseNeuron
 from spikeformer.runtime.pool import to_fast_pooling
 from spikeformer.train.config import TrainConfig
 from spikeformer.train.evaluate import evaluate_model
@@ -184,6 +186,21 @@ def _distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     )
 
 
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device`` and switch on what makes its training step fast without changing what it computes
+    (in place; returns it): every neuron on the fused kernels (compiled on the CPU, Triton on CUDA), max-pooling on
+    the compiled or Triton kernels (same outputs and gradients as ``nn.MaxPool2d``), channels-last memory on CUDA."""
+    model.to(device)
+    for m in model.modules():
+        if isinstance(m, BaseNeuron):
+            m.backend = "fused"
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda" or kernels.available():  # without the kernels the CPU fallback's gradient splits ties
+        to_fast_pooling(model)
+    return model
+
+
 def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
     """Train according to ``cfg``; returns the final checkpoint folder and figures."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -211,10 +228,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> FitResult:
     if cfg.init_from:
         _init_from(model, cfg.init_from, f"{cfg.model} with {args}")
     teacher = load_checkpoint(cfg.distill_from, map_location=device)[0] if cfg.distill_from else None
-    model.to(device)
-    if device.type == "cuda":  # channels-last convolutions and the Triton max-pool (spikeformer.runtime.pool)
-        model.to(memory_format=torch.channels_last)
-        to_fast_pooling(model)
+    prepare_model(model, device)
     use_graphs = cfg.cuda_graphs and device.type == "cuda" and world == 1
     # on CUDA PyTorch's fused AdamW: one kernel for all parameters instead of a few hundred (it can be captured too)
     fused = device.type == "cuda" or None

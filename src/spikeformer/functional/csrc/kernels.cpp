@@ -223,25 +223,26 @@ torch::Tensor event_conv3x3(torch::Tensor x, torch::Tensor wt, torch::Tensor bia
   return out;
 }
 
-// Multi-step LIF/IF forward. x [T, N] -> (s [T, N], v_T [N], h [T, N] when keep_h else empty).
-std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double a, double b, double c, double theta,
-                                       bool soft, double v_reset, bool keep_h) {
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && v0.scalar_type() == torch::kFloat32, "lif_forward: float32");
-  x = x.contiguous();
-  v0 = v0.contiguous();
-  const int64_t T = x.size(0), N = x.numel() / std::max<int64_t>(T, 1);
-  TORCH_CHECK(v0.numel() == N || v0.numel() == 1, "lif_forward: v0 must have one value per neuron, or one for all");
-  const bool scalar_v0 = v0.numel() == 1 && N != 1;
-  auto s = torch::empty_like(x);
-  auto v = torch::empty({N}, x.options());
-  auto h = keep_h ? torch::empty_like(x) : torch::empty({0}, x.options());
-  const float fa = a, fb = b, fc = c, ft = theta, fr = v_reset;
-  const bool add_c = c != 0.0;
-  const float* px = x.data_ptr<float>();
-  const float* pv0 = v0.data_ptr<float>();
-  float* ps = s.data_ptr<float>();
-  float* pv = v.data_ptr<float>();
-  float* ph = keep_h ? h.data_ptr<float>() : nullptr;
+// float -> T for the kernels' outputs. bfloat16: round to nearest even with integer operations only (vectorises, unlike
+// c10's conversion with its NaN branch); a NaN input may come out as another NaN or infinity, never as a finite number.
+template <typename T>
+inline T to_out(float f) {
+  return static_cast<T>(f);
+}
+template <>
+inline at::BFloat16 to_out<at::BFloat16>(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return at::BFloat16(static_cast<uint16_t>(u >> 16), at::BFloat16::from_bits());
+}
+
+// Multi-step LIF/IF forward. x [T, N] (float32 or bfloat16) -> (s [T, N] in x's dtype, v_T [N], h [T, N] float32
+// when keep_h else empty). The membrane is float32 whatever x's dtype (bf16 spikes are exact).
+template <typename T>
+static void lif_forward_impl(const T* px, const float* pv0, T* ps, float* pv, float* ph, int64_t Tn, int64_t N,
+                             bool scalar_v0, float fa, float fb, float fc, float ft, bool soft, float fr) {
+  const bool add_c = fc != 0.0f;
   // neurons in chunks (membrane of a chunk stays in L1), time outer, neurons inner (vectorised)
   constexpr int64_t CH = 512;
   const int64_t chunks = (N + CH - 1) / CH;
@@ -250,22 +251,45 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double
     const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
     alignas(64) float vm[CH];
     for (int64_t i = 0; i < len; ++i) vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
-    for (int64_t t = 0; t < T; ++t) {
-      const float* xt = px + t * N + n0;
-      float* st = ps + t * N + n0;
+    for (int64_t t = 0; t < Tn; ++t) {
+      const T* xt = px + t * N + n0;
+      T* st = ps + t * N + n0;
       float* ht = ph ? ph + t * N + n0 : nullptr;
 #pragma omp simd
       for (int64_t i = 0; i < len; ++i) {
-        float hm = vm[i] * fa + xt[i] * fb;
+        float hm = vm[i] * fa + static_cast<float>(xt[i]) * fb;
         if (add_c) hm = hm + fc;
         const float sp = (hm - ft) >= 0.0f ? 1.0f : 0.0f;
         vm[i] = soft ? hm - ft * sp : hm * (1.0f - sp) + fr * sp;
-        st[i] = sp;
+        st[i] = to_out<T>(sp);
         if (ht) ht[i] = hm;
       }
     }
     for (int64_t i = 0; i < len; ++i) pv[n0 + i] = vm[i];
   }
+}
+
+std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double a, double b, double c, double theta,
+                                       bool soft, double v_reset, bool keep_h) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16,
+              "lif_forward: x float32 or bfloat16");
+  TORCH_CHECK(v0.scalar_type() == torch::kFloat32, "lif_forward: v0 float32");
+  x = x.contiguous();
+  v0 = v0.contiguous();
+  const int64_t T = x.size(0), N = x.numel() / std::max<int64_t>(T, 1);
+  TORCH_CHECK(v0.numel() == N || v0.numel() == 1, "lif_forward: v0 must have one value per neuron, or one for all");
+  const bool scalar_v0 = v0.numel() == 1 && N != 1;
+  auto f32 = x.options().dtype(torch::kFloat32);
+  auto s = torch::empty_like(x);
+  auto v = torch::empty({N}, f32);
+  auto h = keep_h ? torch::empty(x.sizes(), f32) : torch::empty({0}, f32);
+  float* ph = keep_h ? h.data_ptr<float>() : nullptr;
+  if (x.scalar_type() == torch::kFloat32)
+    lif_forward_impl<float>(x.data_ptr<float>(), v0.data_ptr<float>(), s.data_ptr<float>(), v.data_ptr<float>(), ph,
+                            T, N, scalar_v0, a, b, c, theta, soft, v_reset);
+  else
+    lif_forward_impl<at::BFloat16>(x.data_ptr<at::BFloat16>(), v0.data_ptr<float>(), s.data_ptr<at::BFloat16>(),
+                                   v.data_ptr<float>(), ph, T, N, scalar_v0, a, b, c, theta, soft, v_reset);
   return {s, v.view(x.sizes().slice(1)), h};
 }
 
@@ -307,23 +331,12 @@ inline float surrogate_grad(int kind, float u, float alpha) {
 }
 }  // namespace
 
-// Backward of lif_forward from the saved charged potentials h [T, N] -> (grad_x [T, N], grad_v0 [N]).
-std::vector<torch::Tensor> lif_backward(torch::Tensor h, torch::Tensor grad_s, torch::Tensor grad_v, double a, double b,
-                                        double theta, bool soft, double v_reset, bool detach_reset, int64_t surrogate,
-                                        double alpha) {
-  h = h.contiguous();
-  grad_s = grad_s.contiguous();
-  grad_v = grad_v.contiguous();
-  const int64_t T = h.size(0), N = h.numel() / std::max<int64_t>(T, 1);
-  auto gx = torch::empty_like(h);
-  auto gv0 = torch::empty_like(grad_v);
-  const float fa = a, fb = b, ft = theta, fr = v_reset, fal = alpha;
-  const int kind = static_cast<int>(surrogate);
-  const float* ph = h.data_ptr<float>();
-  const float* pgs = grad_s.data_ptr<float>();
-  const float* pgv = grad_v.data_ptr<float>();
-  float* pgx = gx.data_ptr<float>();
-  float* pg0 = gv0.data_ptr<float>();
+// Backward of lif_forward from the saved charged potentials h [T, N] (float32) and dL/ds (float32 or bfloat16)
+// -> (grad_x [T, N] in dL/ds's dtype, grad_v0 [N] float32).
+template <typename G>
+static void lif_backward_impl(const float* ph, const G* pgs, const float* pgv, G* pgx, float* pg0, int64_t Tn, int64_t N,
+                              float fa, float fb, float ft, bool soft, float fr, bool detach_reset, int kind,
+                              float fal) {
   constexpr int64_t CH = 512;
   const int64_t chunks = (N + CH - 1) / CH;
 #pragma omp parallel for schedule(static)
@@ -332,10 +345,10 @@ std::vector<torch::Tensor> lif_backward(torch::Tensor h, torch::Tensor grad_s, t
     alignas(64) float g[CH];
     alignas(64) float dd[CH];
     for (int64_t i = 0; i < len; ++i) g[i] = pgv[n0 + i];
-    for (int64_t t = T - 1; t >= 0; --t) {
+    for (int64_t t = Tn - 1; t >= 0; --t) {
       const float* ht = ph + t * N + n0;
-      const float* gst = pgs + t * N + n0;
-      float* gxt = pgx + t * N + n0;
+      const G* gst = pgs + t * N + n0;
+      G* gxt = pgx + t * N + n0;
       // surrogate derivatives first, one branch-free loop per kind (so each vectorises)
       if (kind == 0) {
 #pragma omp simd
@@ -358,13 +371,37 @@ std::vector<torch::Tensor> lif_backward(torch::Tensor h, torch::Tensor grad_s, t
           dv_dh = detach_reset ? 1.0f : 1.0f - ft * d;
         else
           dv_dh = detach_reset ? (1.0f - sp) : (1.0f - sp) + (fr - hm) * d;
-        const float gh = gst[i] * d + g[i] * dv_dh;
-        gxt[i] = gh * fb;
+        const float gh = static_cast<float>(gst[i]) * d + g[i] * dv_dh;
+        gxt[i] = to_out<G>(gh * fb);
         g[i] = gh * fa;
       }
     }
     for (int64_t i = 0; i < len; ++i) pg0[n0 + i] = g[i];
   }
+}
+
+std::vector<torch::Tensor> lif_backward(torch::Tensor h, torch::Tensor grad_s, torch::Tensor grad_v, double a, double b,
+                                        double theta, bool soft, double v_reset, bool detach_reset, int64_t surrogate,
+                                        double alpha) {
+  TORCH_CHECK(h.scalar_type() == torch::kFloat32 && grad_v.scalar_type() == torch::kFloat32,
+              "lif_backward: h and grad_v float32");
+  TORCH_CHECK(grad_s.scalar_type() == torch::kFloat32 || grad_s.scalar_type() == torch::kBFloat16,
+              "lif_backward: grad_s float32 or bfloat16");
+  h = h.contiguous();
+  grad_s = grad_s.contiguous();
+  grad_v = grad_v.contiguous();
+  const int64_t T = h.size(0), N = h.numel() / std::max<int64_t>(T, 1);
+  auto gx = torch::empty_like(grad_s);
+  auto gv0 = torch::empty_like(grad_v);
+  const int kind = static_cast<int>(surrogate);
+  if (grad_s.scalar_type() == torch::kFloat32)
+    lif_backward_impl<float>(h.data_ptr<float>(), grad_s.data_ptr<float>(), grad_v.data_ptr<float>(),
+                             gx.data_ptr<float>(), gv0.data_ptr<float>(), T, N, a, b, theta, soft, v_reset,
+                             detach_reset, kind, alpha);
+  else
+    lif_backward_impl<at::BFloat16>(h.data_ptr<float>(), grad_s.data_ptr<at::BFloat16>(), grad_v.data_ptr<float>(),
+                                    gx.data_ptr<at::BFloat16>(), gv0.data_ptr<float>(), T, N, a, b, theta, soft,
+                                    v_reset, detach_reset, kind, alpha);
   return {gx, gv0};
 }
 
@@ -503,30 +540,159 @@ torch::Tensor dequantize(std::vector<torch::Tensor> acc, torch::Tensor scales, t
 
 // Max-pooling k x k / stride s / padding p (floor mode, padding never wins) of float32 [N, C, H, W], one plane per
 // task: identical to nn.MaxPool2d.
+torch::Tensor maxpool2d(torch::Tensor x, int64_t k, int64_t st, int64_t pad);  // below, with maxpool2d_argmax
+
+// Max-pooling for training: the output and, per output, the winning tap (0 .. k*k-1, one byte) of its window; the
+// first maximum in scan order wins (a strict comparison), as in PyTorch. float32 or bfloat16 NCHW; pa may be null.
+// Separable and vectorisable: each input row once, the maximum of every k-wide run (and its first position) at stride 1
+// over the -inf-padded row, kept at the output stride; then each output row takes its k rows' runs, the first strictly
+// larger row winning. The row-major first maximum of a window is the first row holding the window's maximum, at that
+// row's first position holding it: the same tap as a scan.
+template <typename T>
+static void maxpool_argmax_impl(const T* px, T* po, uint8_t* pa, int64_t NC, int64_t H, int64_t W, int64_t Ho,
+                                int64_t Wo, int64_t k, int64_t st, int64_t pad) {
+  const int64_t Wp = W + 2 * pad, runs = Wp - k + 1;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel
+  {
+    std::vector<float> rb(Wp, kNegInf), m(runs), hs(H * Wo), best(Wo);
+    std::vector<int32_t> mj(runs), hjs(H * Wo), arg(Wo);
+#pragma omp for schedule(static)
+    for (int64_t pl = 0; pl < NC; ++pl) {
+      const T* src = px + pl * H * W;
+      for (int64_t yy = 0; yy < H; ++yy) {
+        const T* row = src + yy * W;
+        float* r = rb.data() + pad;
+#pragma omp simd
+        for (int64_t q = 0; q < W; ++q) r[q] = static_cast<float>(row[q]);
+        const float* b = rb.data();
+        float* mm = m.data();
+        int32_t* jj = mj.data();
+#pragma omp simd
+        for (int64_t q = 0; q < runs; ++q) {
+          mm[q] = b[q];
+          jj[q] = 0;
+        }
+        for (int64_t j = 1; j < k; ++j) {
+#pragma omp simd
+          for (int64_t q = 0; q < runs; ++q) {
+            const float v = b[q + j];
+            const bool gt = v > mm[q];
+            mm[q] = gt ? v : mm[q];
+            jj[q] = gt ? static_cast<int32_t>(j) : jj[q];
+          }
+        }
+        float* hrow = hs.data() + yy * Wo;
+        int32_t* jrow = hjs.data() + yy * Wo;
+        for (int64_t xx = 0; xx < Wo; ++xx) {
+          hrow[xx] = mm[xx * st];
+          jrow[xx] = jj[xx * st];
+        }
+      }
+      for (int64_t y = 0; y < Ho; ++y) {
+        float* bb = best.data();
+        int32_t* aa = arg.data();
+#pragma omp simd
+        for (int64_t xx = 0; xx < Wo; ++xx) {
+          bb[xx] = kNegInf;
+          aa[xx] = 0;
+        }
+        for (int64_t i = 0; i < k; ++i) {
+          const int64_t yy = y * st - pad + i;
+          if (yy < 0 || yy >= H) continue;
+          const float* hrow = hs.data() + yy * Wo;
+          const int32_t* jrow = hjs.data() + yy * Wo;
+          const int32_t base = static_cast<int32_t>(i * k);
+#pragma omp simd
+          for (int64_t xx = 0; xx < Wo; ++xx) {
+            const bool gt = hrow[xx] > bb[xx];
+            bb[xx] = gt ? hrow[xx] : bb[xx];
+            aa[xx] = gt ? base + jrow[xx] : aa[xx];
+          }
+        }
+        T* dst = po + pl * Ho * Wo + y * Wo;
+        for (int64_t xx = 0; xx < Wo; ++xx) dst[xx] = static_cast<T>(bb[xx]);
+        if (pa) {
+          uint8_t* ap = pa + pl * Ho * Wo + y * Wo;
+          for (int64_t xx = 0; xx < Wo; ++xx) ap[xx] = static_cast<uint8_t>(aa[xx]);
+        }
+      }
+    }
+  }
+}
+
+std::vector<torch::Tensor> maxpool2d_argmax(torch::Tensor x, int64_t k, int64_t st, int64_t pad) {
+  TORCH_CHECK(x.dim() == 4, "maxpool2d_argmax: [N, C, H, W]");
+  TORCH_CHECK(k * k <= 256, "maxpool2d_argmax: windows of at most 256 taps");
+  x = x.contiguous();
+  const int64_t NC = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
+  auto out = torch::empty({x.size(0), x.size(1), Ho, Wo}, x.options());
+  auto arg = torch::empty({x.size(0), x.size(1), Ho, Wo}, x.options().dtype(torch::kUInt8));
+  if (x.scalar_type() == torch::kFloat32) {
+    maxpool_argmax_impl<float>(x.data_ptr<float>(), out.data_ptr<float>(), arg.data_ptr<uint8_t>(), NC, H, W, Ho, Wo,
+                               k, st, pad);
+  } else {
+    TORCH_CHECK(x.scalar_type() == torch::kBFloat16, "maxpool2d_argmax: float32 or bfloat16");
+    maxpool_argmax_impl<at::BFloat16>(x.data_ptr<at::BFloat16>(), out.data_ptr<at::BFloat16>(), arg.data_ptr<uint8_t>(),
+                                      NC, H, W, Ho, Wo, k, st, pad);
+  }
+  return {out, arg};
+}
+
 torch::Tensor maxpool2d(torch::Tensor x, int64_t k, int64_t st, int64_t pad) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "maxpool2d: float32 [N, C, H, W]");
   x = x.contiguous();
   const int64_t NC = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
   auto out = torch::empty({x.size(0), x.size(1), Ho, Wo}, x.options());
-  const float* px = x.data_ptr<float>();
-  float* po = out.data_ptr<float>();
-#pragma omp parallel for schedule(static)
-  for (int64_t pl = 0; pl < NC; ++pl) {
-    const float* src = px + pl * H * W;
-    float* dst = po + pl * Ho * Wo;
-    for (int64_t y = 0; y < Ho; ++y) {
-      const int64_t y0 = std::max<int64_t>(0, y * st - pad), y1 = std::min(H, y * st - pad + k);
-      for (int64_t xx = 0; xx < Wo; ++xx) {
-        const int64_t x0 = std::max<int64_t>(0, xx * st - pad), x1 = std::min(W, xx * st - pad + k);
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t yy = y0; yy < y1; ++yy)
-          for (int64_t q = x0; q < x1; ++q) m = std::max(m, src[yy * W + q]);
-        dst[y * Wo + xx] = m;
-      }
+  maxpool_argmax_impl<float>(x.data_ptr<float>(), out.data_ptr<float>(), nullptr, NC, H, W, Ho, Wo, k, st, pad);
+  return out;
+}
+
+// Backward of maxpool2d_argmax: each output's gradient goes to the input its window picked, accumulated in float32 in
+// output scan order (as PyTorch's CPU kernel does), one plane per task; returned in the gradient's dtype.
+template <typename G>
+static void maxpool_backward_impl(const G* pg, const uint8_t* pa, G* px, int64_t NC, int64_t H, int64_t W, int64_t Ho,
+                                  int64_t Wo, int64_t k, int64_t st, int64_t pad) {
+#pragma omp parallel
+  {
+    std::vector<float> acc(H * W);
+#pragma omp for schedule(static)
+    for (int64_t pl = 0; pl < NC; ++pl) {
+      const G* gp = pg + pl * Ho * Wo;
+      const uint8_t* ap = pa + pl * Ho * Wo;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t y = 0; y < Ho; ++y)
+        for (int64_t xx = 0; xx < Wo; ++xx) {
+          const int64_t tap = ap[y * Wo + xx];
+          const int64_t yy = y * st - pad + tap / k, q = xx * st - pad + tap % k;
+          acc[yy * W + q] += static_cast<float>(gp[y * Wo + xx]);
+        }
+      G* dst = px + pl * H * W;
+      const float* a = acc.data();
+#pragma omp simd
+      for (int64_t i = 0; i < H * W; ++i) dst[i] = to_out<G>(a[i]);
     }
   }
-  return out;
+}
+
+torch::Tensor maxpool2d_backward(torch::Tensor grad, torch::Tensor arg, int64_t H, int64_t W, int64_t k, int64_t st,
+                                 int64_t pad) {
+  TORCH_CHECK(grad.dim() == 4 && arg.sizes() == grad.sizes(), "maxpool2d_backward: grad and arg [N, C, Ho, Wo]");
+  grad = grad.contiguous();
+  arg = arg.contiguous();
+  const int64_t NC = grad.size(0) * grad.size(1), Ho = grad.size(2), Wo = grad.size(3);
+  auto gx = torch::empty({grad.size(0), grad.size(1), H, W}, grad.options());
+  if (grad.scalar_type() == torch::kFloat32)
+    maxpool_backward_impl<float>(grad.data_ptr<float>(), arg.data_ptr<uint8_t>(), gx.data_ptr<float>(), NC, H, W, Ho, Wo,
+                                 k, st, pad);
+  else {
+    TORCH_CHECK(grad.scalar_type() == torch::kBFloat16, "maxpool2d_backward: float32 or bfloat16");
+    maxpool_backward_impl<at::BFloat16>(grad.data_ptr<at::BFloat16>(), arg.data_ptr<uint8_t>(),
+                                        gx.data_ptr<at::BFloat16>(), NC, H, W, Ho, Wo, k, st, pad);
+  }
+  return gx;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -535,6 +701,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward");
   m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward");
   m.def("maxpool2d", &maxpool2d, "k x k max-pooling of NCHW float32");
+  m.def("maxpool2d_argmax", &maxpool2d_argmax, "k x k max-pooling of NCHW float32/bf16 with the winning tap");
+  m.def("maxpool2d_backward", &maxpool2d_backward, "gradient of maxpool2d_argmax (float32/bf16)");
   m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact");
   m.def("im2col_int8", &im2col_int8, "NCHW float32 -> int8 im2col rows when exact");
   m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias");
