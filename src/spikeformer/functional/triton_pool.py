@@ -23,18 +23,19 @@ __all__ = ["available", "max_pool2d_channels_last"]
 if triton is not None:
 
     @triton.jit
+    def _tile(P, C, H, W, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        """This program's pixels (flat ``(b, row, col)`` over ``P`` pixels of ``H x W`` maps) and channels."""
+        pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        return (pix // (W * H)).to(tl.int64), (pix // W) % H, pix % W, cs, pix < P, cs < C
+
+    @triton.jit
     def _max_pool_kernel(
         x_ptr, y_ptr, arg_ptr, P, C, H, W, HO, WO, sxb, sxh, sxw, syb, syh, syw,
         K: tl.constexpr, S: tl.constexpr, PAD: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
         KEEP_ARG: tl.constexpr,
     ):  # fmt: skip
-        pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)  # flat output pixel: (b, oh, ow)
-        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        pmask = pix < P
-        cmask = cs < C
-        ow = pix % WO
-        oh = (pix // WO) % HO
-        b = (pix // (WO * HO)).to(tl.int64)
+        b, oh, ow, cs, pmask, cmask = _tile(P, C, HO, WO, BLOCK_P, BLOCK_C)  # output pixels x channels
         acc = tl.full([BLOCK_P, BLOCK_C], float("-inf"), tl.float32)
         arg = tl.zeros([BLOCK_P, BLOCK_C], tl.int32)
         for i in tl.static_range(K):
@@ -62,13 +63,7 @@ if triton is not None:
     ):  # fmt: skip
         # Gather form (no atomics): each input pixel sums the output gradients of the (at most NC x NC) windows that
         # contain it and picked it as their maximum.
-        pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)  # flat input pixel: (b, ih, iw)
-        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        pmask = pix < Q
-        cmask = cs < C
-        iw = pix % W
-        ih = (pix // W) % H
-        b = (pix // (W * H)).to(tl.int64)
+        b, ih, iw, cs, pmask, cmask = _tile(Q, C, H, W, BLOCK_P, BLOCK_C)  # input pixels x channels
         acc = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
         for di in tl.static_range(NC):
             oh = (ih + PAD) // S - di
