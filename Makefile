@@ -60,6 +60,9 @@ test: setup test-deps setup-lava
 bench: setup
 	$(PY) bench/speed_cpu.py
 	$(PY) bench/load.py
+	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+	  $(PY) bench/speed_gpu.py --compile --out runs/bench-gpu; \
+	else echo "no CUDA device here: bench/speed_gpu.py skipped (docs/benchmarks.md has the H200 figures)"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
