@@ -36,3 +36,17 @@ def test_bad_arguments():
         Runner(tiny_model(), precision="fp8")
     with pytest.raises(ValueError, match="max_batch_size"):
         Runner(tiny_model(), max_batch_size=0)
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        Runner(tiny_model(), cuda_graphs=True)  # CUDA graphs need a CUDA device
+
+
+def test_cpu_runner_takes_no_cuda_path_and_head_split_neurons_match():
+    """On the CPU the CUDA-only steps stay off; the attention's neurons, which now run on head-split views, give the
+    same logits as the unoptimized model (which runs the same views through the torch loop)."""
+    model = firing_model()
+    r = Runner(model)
+    assert not r.cuda_graphs and not r.channels_last and not r.compiled
+    assert all(m.input_bias is None for m in r._neurons)  # conv biases stay in the convs on the CPU
+    x = torch.rand(6, 1, 28, 28)
+    ref = Runner(model, optimize=False).run(x)
+    assert torch.allclose(r.run(x), ref, atol=1e-4)
