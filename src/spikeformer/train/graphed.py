@@ -12,11 +12,14 @@ values of tensor learning rates in place (``set_lr``): a float learning rate wou
 The first ``warmup`` calls run eagerly on a side stream (cuBLAS, cuDNN and Triton pick and compile their kernels; the
 optimizer creates its state); the next call captures the step and replays it, and later calls copy their batch into
 the captured input buffers and replay. Every call is a real training step, and batches must keep one shape (drop the
-last partial batch). The returned tensors are the captured outputs: read them before the next call.
+last partial batch). The returned tensors are the captured outputs: read them before the next call. A step that
+cannot be captured (a model that reads a value back to the host mid-step, for example) runs eagerly from then on,
+with a warning and the reason in ``failed``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -48,6 +51,7 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self._static: tuple[torch.Tensor, torch.Tensor] | None = None
         self._out: tuple[torch.Tensor, ...] = ()
+        self.failed: str | None = None  # why the capture failed, if it did
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not x.is_cuda:
@@ -71,10 +75,23 @@ class GraphedStep:
                 out = self.step_fn(x, y)
             torch.cuda.current_stream(x.device).wait_stream(side)
             return out
+        if self.failed:
+            return self.step_fn(x, y)
         self._static = (x.clone(), y.clone())
         torch.cuda.synchronize(x.device)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._out = self.step_fn(*self._static)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._out = self.step_fn(*self._static)
+        except RuntimeError as e:  # something in the step waits for the host: train eagerly from here on
+            torch.cuda.synchronize(x.device)
+            self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            warnings.warn(
+                f"the training step could not be captured as a CUDA graph ({self.failed}); running it eagerly",
+                stacklevel=2,
+            )
+            self._static, self._out = None, ()
+            return self.step_fn(x, y)  # a failed capture ran nothing: this batch's step is still to do
+        self.graph = graph
         self.graph.replay()  # capturing records the step without running it
         return self._out

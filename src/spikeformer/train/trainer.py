@@ -47,7 +47,7 @@ from spikeformer.train.evaluate import evaluate_model
 from spikeformer.train.graphed import GraphedStep, set_lr, tensor_lr
 from spikeformer.train.state import load_json, load_optimizer, save_json, save_optimizer
 
-__all__ = ["FitResult", "fit", "plot_curves", "standard_preprocess", "resolve_device"]
+__all__ = ["FitResult", "fit", "plot_curves", "prepare_model", "standard_preprocess", "resolve_device"]
 
 
 @dataclass
