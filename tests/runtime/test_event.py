@@ -100,3 +100,26 @@ def test_the_energy_profiler_sees_the_fast_layers_as_the_layers_they_replace(pre
     assert fast.total_sops > 0 and fast.total_macs > 0
     assert fast.total_sops == pytest.approx(plain.total_sops, rel=0.02)  # a flipped spike may move a few events
     assert fast.total_macs == pytest.approx(plain.total_macs, rel=0.02)
+
+
+def test_each_range_of_input_sizes_is_calibrated_on_its_own():
+    """A crossover measured at batch 1 is not used at batch 64 (the dense product gains more from the batch): each
+    range of sizes (rows in powers of 4) times both paths on its own first calls; pinning by hand covers all."""
+    torch.manual_seed(0)
+    elin = EventLinear(nn.Linear(64, 96))
+    small, large = _spikes((1, 64)), _spikes((64, 64))
+    with torch.inference_mode():
+        for _ in range(elin.calibration_calls):
+            elin(small)
+        assert len(elin._samples) == elin.calibration_calls
+        elin(large)  # a new size range: calibration starts over for it
+        assert len(elin._samples) == 1 and elin.calls["dense"] == elin.calibration_calls + 1
+        for _ in range(elin.calibration_calls):
+            elin(large)
+        elin(small)  # back to the first range: its calibration is kept
+        assert len(elin._samples) == elin.calibration_calls
+        elin.crossover = 0.0  # by hand: the event path is off for every size
+        before = elin.calls["event"]
+        elin(large)
+        elin(small)
+        assert elin.calls["event"] == before and elin.crossover == 0.0
