@@ -106,3 +106,29 @@ def test_auto_precision_with_calibration_images_applies_the_agreement_rule(monke
     assert runner_mod.select_precision(model, x, min_agreement=1.01)[0] == "fp32"
     runner = Runner(model, precision="auto", calibration=x)
     assert runner.precision_report is not None and runner.precision in runner.precision_report
+
+
+def test_auto_precision_without_calibration_measures_the_first_inputs(monkeypatch):
+    """No calibration images: float32 until AUTO_SAMPLES inputs have been run, then the agreement rule on exactly
+    those inputs picks the precision (and a precision that disagrees is never chosen)."""
+    from spikeformer.runtime import runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "AUTO_SAMPLES", 24)
+    model = tiny_model()
+    runner = Runner(model, precision="auto")
+    batches = [torch.rand(10, 1, 28, 28) * 3 for _ in range(3)]
+    ref = Runner(model, precision="fp32").run(batches[0])
+    assert torch.allclose(runner.run(batches[0]), ref, atol=1e-4)  # float32 while measuring
+    runner.run_with_stats(batches[1])
+    assert runner.precision == "fp32" and runner.precision_report is None  # 20 < 24 inputs so far
+    runner.run(batches[2])
+    report = runner.precision_report
+    assert report is not None and set(report) == {"int8", "bf16", "fp32"}
+    qualifying = [p for p, r in report.items() if r["agreement"] >= runner_mod.AUTO_MIN_AGREEMENT or p == "fp32"]
+    assert runner.precision in qualifying
+    assert runner.run(batches[0]).shape == (10, 10)  # the chosen path runs
+    strict = Runner(model, precision="auto")
+    monkeypatch.setattr(runner_mod, "AUTO_MIN_AGREEMENT", 1.01)  # nothing but float32 can qualify
+    for b in batches:
+        strict.run(b)
+    assert strict.precision == "fp32" and strict.precision_report is not None

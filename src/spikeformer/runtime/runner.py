@@ -8,6 +8,7 @@ It owns a model in eval mode on one device and runs batches of preprocessed inpu
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,14 +36,8 @@ class RunStats:
     spikes: torch.Tensor
 
 
-def _cpu_has_amx() -> bool:
-    try:
-        return "amx" in str(torch.backends.cpu.get_cpu_capability()).lower()
-    except Exception:  # noqa: BLE001 - capability probing must never break inference
-        return False
-
-
 AUTO_MIN_AGREEMENT = 0.995  # issue 6: a faster precision must agree with float32 on at least 99.5 % of inputs
+AUTO_SAMPLES = 256  # without calibration images, ``auto`` measures the rule on the first this many inputs it runs
 
 
 def select_precision(
@@ -80,8 +75,9 @@ class Runner:
         precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not); ``int8`` (CPU:
             spike-fed layers as int8 x per-channel int8 weights, ``spikeformer.runtime.int8``); ``auto``: with
             ``calibration`` images, the fastest precision whose predictions agree with float32 on at least
-            ``AUTO_MIN_AGREEMENT`` of them (``select_precision``); without, bf16 on CUDA and on CPUs with AMX, else
-            fp32 (on the bundled model int8 and bf16 agree on only about 97.5 %: docs/benchmarks.md).
+            ``AUTO_MIN_AGREEMENT`` of them (``select_precision``); without, the same measurement on the first
+            ``AUTO_SAMPLES`` inputs the runner is given, running float32 until then (on the bundled model int8 and
+            bf16 agree on only about 97.5 %: docs/benchmarks.md).
         calibration: preprocessed images for ``precision="auto"`` (use a few hundred: the rule is a fraction).
         max_batch_size: larger inputs are split into chunks of this size.
         optimize: fold BatchNorm into the weights, run every neuron with the fused multi-step kernel (compiled on
@@ -130,10 +126,17 @@ class Runner:
                     m.backend = "fused"
             to_fast_pooling(model)
         self.precision_report: dict | None = None
+        self._auto_inputs: list[torch.Tensor] | None = None  # collected for ``auto`` without calibration images
         if precision == "auto" and calibration is not None:
             precision, self.precision_report = select_precision(original, calibration, self.device)
-        elif precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" or _cpu_has_amx() else "fp32"
+        elif precision == "auto":  # measure the rule on the first real inputs; float32 until then
+            precision, self._auto_inputs = "fp32", []
+            self._original = original
+            self._rebuild_args = dict(
+                max_batch_size=max_batch_size, optimize=optimize, event_driven=event_driven, int8_terms=int8_terms,
+                channels_last=channels_last, cuda_graphs=cuda_graphs, compile=compile,
+            )  # fmt: skip
+            self._auto_lock = threading.Lock()
         self.precision = precision
         if precision == "int8":
             model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
@@ -192,7 +195,32 @@ class Runner:
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, classes]`` (float32, on the CPU)."""
         with torch.inference_mode():
-            return torch.cat([self._forward(c).cpu() for c in x.split(self.max_batch_size, dim=x.ndim - 4)])
+            out = torch.cat([self._forward(c).cpu() for c in x.split(self.max_batch_size, dim=x.ndim - 4)])
+        self._observe(x)
+        return out
+
+    def _observe(self, x: torch.Tensor) -> None:
+        """``precision="auto"`` without calibration images: keep the first ``AUTO_SAMPLES`` inputs, then apply the
+        agreement rule to them (``select_precision``) and switch to the chosen precision."""
+        if self._auto_inputs is None:
+            return
+        with self._auto_lock:
+            if self._auto_inputs is None:
+                return
+            if not self._auto_inputs or x.ndim == self._auto_inputs[0].ndim:
+                self._auto_inputs.append(x.detach().cpu())
+            images = torch.cat(self._auto_inputs, dim=self._auto_inputs[0].ndim - 4)
+            if images.shape[images.ndim - 4] < AUTO_SAMPLES:
+                return
+            self._auto_inputs = None
+            chosen, report = select_precision(self._original, images, self.device, AUTO_MIN_AGREEMENT)
+            if chosen != self.precision:
+                new = Runner(self._original, self.device, chosen, **self._rebuild_args)
+                for name in ("precision", "model", "event_driven", "channels_last", "_neurons", "_call", "compiled"):
+                    setattr(self, name, getattr(new, name))
+                if new._graphed is not None:
+                    self._graphed = GraphedForward(self._device_forward, max_graphs=12)
+            self.precision_report = report
 
     def run_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, RunStats]:
         """Logits and per-sample spike counts, from forward hooks on every neuron (outputs unchanged)."""
@@ -217,4 +245,5 @@ class Runner:
                 for h in handles:
                     h.remove()
             spikes.append(counts.round().long().cpu())
+        self._observe(x)
         return torch.cat(logits), RunStats(spikes=torch.cat(spikes))
