@@ -132,3 +132,31 @@ def test_auto_precision_without_calibration_measures_the_first_inputs(monkeypatc
     for b in batches:
         strict.run(b)
     assert strict.precision == "fp32" and strict.precision_report is not None
+
+
+def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monkeypatch):
+    """In the int8 runner the neurons that only int8 products read (the MLP's hidden neuron, the attention output)
+    write int8 spikes, and Q, K and V convert their common input once per forward pass; same logits either way."""
+    from spikeformer.nn.neuron import BaseNeuron
+    from spikeformer.runtime import int8 as int8_mod
+
+    model = firing_model()
+    fast = Runner(model, precision="int8")
+    marked = [m for m in fast.model.modules() if isinstance(m, BaseNeuron) and m.int8_spikes]
+    assert len(marked) == 2 * model.config.depth  # fc1_neuron and attn_neuron of every block
+    plain = Runner(model, precision="int8")
+    for m in plain.model.modules():
+        if isinstance(m, BaseNeuron):
+            m.int8_spikes = False
+    counts = {}
+    real = int8_mod._convert
+    x = torch.rand(5, 1, 28, 28) * 3
+    for name, runner in (("fast", fast), ("plain", plain)):
+        calls = []
+        monkeypatch.setattr(int8_mod, "_convert", lambda t, calls=calls: calls.append(t.shape) or real(t))
+        counts[name] = (runner.run(x), len(calls))
+    assert torch.equal(counts["fast"][0], counts["plain"][0])
+    linears = sum(isinstance(m, int8_mod.Int8Linear) for m in plain.model.modules())
+    assert counts["plain"][1] <= linears - 2 * model.config.depth  # Q, K, V: one conversion per block, not three
+    assert counts["fast"][1] == counts["plain"][1] - 2 * model.config.depth  # int8 spikes need no conversion
+    assert not getattr(int8_mod._cache, "on", False)  # the cache only lives within a forward pass

@@ -43,12 +43,15 @@ def _kernels(*tensors: torch.Tensor):
     return kernels.get()
 
 
-def _kernel_forward(k, x_seq, v0, a, b, v_rest, theta, v_reset, keep_h: bool):
-    """``(spikes in x_seq's dtype, v_T, h)`` from the compiled kernel (x_seq float32 or bfloat16, v0 float32)."""
+def _kernel_forward(k, x_seq, v0, a, b, v_rest, theta, v_reset, keep_h: bool, int8_spikes: bool = False):
+    """``(spikes in x_seq's dtype, v_T, h)`` from the compiled kernel (x_seq float32 or bfloat16, v0 float32);
+    ``int8_spikes`` (float32 inference only): ``(int8 spikes, v_T)``."""
     v0 = v0.expand(x_seq.shape[1:])
     if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
         v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
     c = (1.0 - a) * v_rest
+    if int8_spikes:
+        return k.lif_forward_int8(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0)
     return k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)
 
 
@@ -150,9 +153,11 @@ def fused_multistep(
     surrogate: str = "sigmoid",
     alpha: float = 4.0,
     bias: torch.Tensor | None = None,
+    int8_spikes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step LIF (``decay = 1/tau``) or IF (``decay=None``): ``(spikes [T, ...], v_T)``; ``bias`` is a
-    per-channel input bias (``add_channel_bias``), added inside the CUDA inference kernel."""
+    per-channel input bias (``add_channel_bias``), added inside the CUDA inference kernel; ``int8_spikes``: in
+    inference, spikes as int8 (for a neuron read only by int8 products: ``spikeformer.runtime.int8``)."""
     if surrogate not in SURROGATE_GRADS:
         raise ValueError(f"unknown surrogate {surrogate!r}; accepted: {sorted(SURROGATE_GRADS)}")
     v_rest = 0.0 if v_reset is None else v_reset
@@ -168,5 +173,6 @@ def fused_multistep(
     if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
         k = _kernels(x_seq, v0)
         if k is not None and x_seq.dtype == v0.dtype == torch.float32:  # inference: no autograd node at all
-            return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, keep_h=False)[:2]
-    return _FusedLIF.apply(x_seq, v0, a, b, v_rest, v_threshold, v_reset, detach_reset, surrogate, alpha)
+            return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, False, int8_spikes)[:2]
+    s, v = _FusedLIF.apply(x_seq, v0, a, b, v_rest, v_threshold, v_reset, detach_reset, surrogate, alpha)
+    return (s.to(torch.int8), v) if int8_spikes and not torch.is_grad_enabled() else (s, v)

@@ -77,6 +77,10 @@ class SpikingSelfAttention(nn.Module):
         self.proj = LinearBN(d, d, bias=c.proj_bias)
         self.proj_neuron = model.make_neuron()
 
+    def int8_consumed_neurons(self) -> list[nn.Module]:
+        """Neurons whose spikes only a linear layer reads (``spikeformer.runtime.int8.int8_spiking_neurons``)."""
+        return [self.attn_neuron]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The neurons are elementwise, so they run on the head-split views: neuron(split(y)) == split(neuron(y)). The
         # fused kernels gather such a view and write contiguous spikes, which the batched products read without the
@@ -97,6 +101,10 @@ class SpikingMLP(nn.Module):
         hidden = int(c.embed_dim * c.mlp_ratio)
         self.fc1, self.fc1_neuron = LinearBN(c.embed_dim, hidden, bias=c.proj_bias), model.make_neuron()
         self.fc2, self.fc2_neuron = LinearBN(hidden, c.embed_dim, bias=c.proj_bias), model.make_neuron()
+
+    def int8_consumed_neurons(self) -> list[nn.Module]:
+        """Neurons whose spikes only a linear layer reads (``spikeformer.runtime.int8.int8_spiking_neurons``)."""
+        return [self.fc1_neuron]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2_neuron(self.fc2(self.fc1_neuron(self.fc1(x))))

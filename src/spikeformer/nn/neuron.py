@@ -33,7 +33,8 @@ def _torch_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -
     for t in range(x_seq.shape[0]):
         s, v = neuron.single_step(x_seq[t], v)
         out.append(s)
-    return torch.stack(out), v
+    spikes = torch.stack(out)
+    return (spikes.to(torch.int8), v) if neuron.int8_spikes and not torch.is_grad_enabled() else (spikes, v)
 
 
 def _fused_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,6 +53,7 @@ def _fused_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -
         neuron.surrogate.name,
         neuron.surrogate.alpha,
         bias=neuron.input_bias,
+        int8_spikes=neuron.int8_spikes,
     )
 
 
@@ -91,6 +93,8 @@ class BaseNeuron(StatefulModule):
         # a per-channel bias added to the multi-step input (channel axis 2 of [T, B, C, H, W], else the last): set by
         # ``spikeformer.nn.fold.move_conv_bias_into_neurons`` so the CUDA kernel adds a conv's bias on the fly
         self.input_bias: torch.Tensor | None = None
+        # inference only: emit int8 spikes (set by the int8 runtime for a neuron that only int8 products read)
+        self.int8_spikes = False
         self.register_state("v", None)
 
     @property

@@ -15,6 +15,9 @@ and stated in ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +25,7 @@ from torch import nn
 from spikeformer.functional import kernels
 from spikeformer.functional.linear import linear
 
-__all__ = ["Int8Linear", "Int8Conv2d", "to_int8", "quantize_per_channel"]
+__all__ = ["Int8Linear", "Int8Conv2d", "int8_spiking_neurons", "to_int8", "quantize_per_channel", "shared_conversions"]
 
 
 def quantize_per_channel(w2d: torch.Tensor, terms: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,10 +41,37 @@ def quantize_per_channel(w2d: torch.Tensor, terms: int = 1) -> tuple[torch.Tenso
     return torch.stack(qs), torch.stack(scales)
 
 
+_cache = threading.local()  # within ``shared_conversions()``: the latest conversion of this thread
+
+
+@contextlib.contextmanager
+def shared_conversions():
+    """Within this block (one forward pass of the ``Runner``), a tensor that several int8 layers read is converted
+    once: a Spikformer's Q, K and V layers read the same tensor. The cache holds the input itself (its memory cannot be
+    reused while cached) and is emptied when the block ends; inference tensors carry no version counter, so an input
+    changed in place between two layers within one pass would not be seen (no model here does that)."""
+    _cache.on, _cache.entry = True, None
+    try:
+        yield
+    finally:
+        _cache.on, _cache.entry = False, None
+
+
 def _as_int8(x: torch.Tensor) -> torch.Tensor | None:
     """``x`` as int8 when every value is an integer in [-128, 127], else ``None``."""
     if x.dtype != torch.float32 or x.device.type != "cpu":
         return None
+    if not getattr(_cache, "on", False):
+        return _convert(x)
+    hit = _cache.entry
+    if hit is not None and hit[0] is x:
+        return hit[1]
+    q = _convert(x)
+    _cache.entry = (x, q)
+    return q
+
+
+def _convert(x: torch.Tensor) -> torch.Tensor | None:
     k = kernels.get()
     if k is not None:  # one pass
         q, ok = k.to_int8_exact(x)
@@ -89,10 +119,10 @@ class Int8Linear(_Int8Layer):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        return linear(x.float() if x.dtype == torch.int8 else x, self.weight, self.bias)
 
     def _int(self, x: torch.Tensor) -> torch.Tensor | None:
-        x8 = _as_int8(x)
+        x8 = x if x.dtype == torch.int8 else _as_int8(x)  # int8 already: spikes from an int8-spiking neuron
         if x8 is None:
             return None
         return self._product(x8.reshape(-1, self.in_features)).reshape(*x8.shape[:-1], self.out_features)
@@ -147,6 +177,18 @@ def supports_conv(conv: nn.Conv2d) -> bool:
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
     )
+
+
+def int8_spiking_neurons(model: nn.Module) -> int:
+    """Let every neuron that only int8 products read emit int8 spikes (in place): modules that know such neurons list
+    them with ``int8_consumed_neurons()``; the product then reads the spikes as they are, without a float32 -> int8
+    pass. Returns how many neurons were switched."""
+    n = 0
+    for module in model.modules():
+        for neuron in getattr(module, "int8_consumed_neurons", list)():
+            neuron.int8_spikes = True
+            n += 1
+    return n
 
 
 def to_int8(model: nn.Module, terms: int = 1) -> nn.Module:

@@ -7,6 +7,7 @@ It owns a model in eval mode on one device and runs batches of preprocessed inpu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
@@ -21,7 +22,7 @@ from spikeformer.nn.fold import fold_batchnorm, move_conv_bias_into_neurons
 from spikeformer.nn.neuron import BaseNeuron
 from spikeformer.runtime.cuda_graphs import GraphedForward
 from spikeformer.runtime.event import to_event_driven
-from spikeformer.runtime.int8 import to_int8
+from spikeformer.runtime.int8 import int8_spiking_neurons, shared_conversions, to_int8
 from spikeformer.runtime.pool import to_fast_pooling
 
 __all__ = ["Runner", "RunStats", "PRECISIONS"]
@@ -140,6 +141,7 @@ class Runner:
         self.precision = precision
         if precision == "int8":
             model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
+            int8_spiking_neurons(model)  # spikes that only int8 products read are written as int8
         if event_driven is None:
             event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:
@@ -177,7 +179,10 @@ class Runner:
 
     def _device_forward(self, x: torch.Tensor) -> torch.Tensor:
         # no autocast weight cache: graph capture forbids it, and eager inference gains nothing from it
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False):
+        with (
+            torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False),
+            shared_conversions() if self.precision == "int8" else contextlib.nullcontext(),
+        ):
             return self._call(x).float()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

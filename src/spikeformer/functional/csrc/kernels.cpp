@@ -239,8 +239,8 @@ inline at::BFloat16 to_out<at::BFloat16>(float f) {
 
 // Multi-step LIF/IF forward. x [T, N] (float32 or bfloat16) -> (s [T, N] in x's dtype, v_T [N], h [T, N] float32
 // when keep_h else empty). The membrane is float32 whatever x's dtype (bf16 spikes are exact).
-template <typename T>
-static void lif_forward_impl(const T* px, const float* pv0, T* ps, float* pv, float* ph, int64_t Tn, int64_t N,
+template <typename T, typename O = T>
+static void lif_forward_impl(const T* px, const float* pv0, O* ps, float* pv, float* ph, int64_t Tn, int64_t N,
                              bool scalar_v0, float fa, float fb, float fc, float ft, bool soft, float fr) {
   const bool add_c = fc != 0.0f;
   // neurons in chunks (membrane of a chunk stays in L1), time outer, neurons inner (vectorised)
@@ -253,7 +253,7 @@ static void lif_forward_impl(const T* px, const float* pv0, T* ps, float* pv, fl
     for (int64_t i = 0; i < len; ++i) vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
     for (int64_t t = 0; t < Tn; ++t) {
       const T* xt = px + t * N + n0;
-      T* st = ps + t * N + n0;
+      O* st = ps + t * N + n0;
       float* ht = ph ? ph + t * N + n0 : nullptr;
 #pragma omp simd
       for (int64_t i = 0; i < len; ++i) {
@@ -261,7 +261,7 @@ static void lif_forward_impl(const T* px, const float* pv0, T* ps, float* pv, fl
         if (add_c) hm = hm + fc;
         const float sp = (hm - ft) >= 0.0f ? 1.0f : 0.0f;
         vm[i] = soft ? hm - ft * sp : hm * (1.0f - sp) + fr * sp;
-        st[i] = to_out<T>(sp);
+        st[i] = to_out<O>(sp);
         if (ht) ht[i] = hm;
       }
     }
@@ -291,6 +291,22 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double
     lif_forward_impl<at::BFloat16>(x.data_ptr<at::BFloat16>(), v0.data_ptr<float>(), s.data_ptr<at::BFloat16>(),
                                    v.data_ptr<float>(), ph, T, N, scalar_v0, a, b, c, theta, soft, v_reset);
   return {s, v.view(x.sizes().slice(1)), h};
+}
+
+// Inference for a neuron whose spikes go only to an int8 product (spikeformer.runtime.int8): float32 x -> (int8
+// spikes [T, N], v_T [N]); the product then reads them without a float -> int8 conversion pass.
+std::vector<torch::Tensor> lif_forward_int8(torch::Tensor x, torch::Tensor v0, double a, double b, double c,
+                                            double theta, bool soft, double v_reset) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && v0.scalar_type() == torch::kFloat32, "lif_forward_int8: float32");
+  x = x.contiguous();
+  v0 = v0.contiguous();
+  const int64_t T = x.size(0), N = x.numel() / std::max<int64_t>(T, 1);
+  TORCH_CHECK(v0.numel() == N || v0.numel() == 1, "lif_forward_int8: v0 must have one value per neuron, or one for all");
+  auto s = torch::empty(x.sizes(), x.options().dtype(torch::kInt8));
+  auto v = torch::empty({N}, x.options());
+  lif_forward_impl<float, int8_t>(x.data_ptr<float>(), v0.data_ptr<float>(), s.data_ptr<int8_t>(), v.data_ptr<float>(),
+                                  nullptr, T, N, v0.numel() == 1 && N != 1, a, b, c, theta, soft, v_reset);
+  return {s, v.view(x.sizes().slice(1))};
 }
 
 namespace {
@@ -700,6 +716,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("event_conv3x3", &event_conv3x3, "3x3/s1/p1 convolution of channels-last mostly-zero input");
   m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward");
   m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward");
+  m.def("lif_forward_int8", &lif_forward_int8, "multi-step LIF/IF inference writing int8 spikes");
   m.def("maxpool2d", &maxpool2d, "k x k max-pooling of NCHW float32");
   m.def("maxpool2d_argmax", &maxpool2d_argmax, "k x k max-pooling of NCHW float32/bf16 with the winning tap");
   m.def("maxpool2d_backward", &maxpool2d_backward, "gradient of maxpool2d_argmax (float32/bf16)");
