@@ -136,7 +136,9 @@ def test_auto_precision_without_calibration_measures_the_first_inputs(monkeypatc
 
 def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monkeypatch):
     """In the int8 runner the neurons that only int8 products read (the MLP's hidden neuron, the attention output)
-    write int8 spikes, and Q, K and V convert their common input once per forward pass; same logits either way."""
+    write int8 spikes, the neurons after proj/fc1/fc2 read those products' int32 accumulators (scale and bias applied
+    as they read, rounded as the dequantize kernel rounds), and Q, K and V convert their common input once per forward
+    pass; the logits are identical to the unfused int8 path."""
     from spikeformer.nn.neuron import BaseNeuron
     from spikeformer.runtime import int8 as int8_mod
 
@@ -144,10 +146,14 @@ def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monke
     fast = Runner(model, precision="int8")
     marked = [m for m in fast.model.modules() if isinstance(m, BaseNeuron) and m.int8_spikes]
     assert len(marked) == 2 * model.config.depth  # fc1_neuron and attn_neuron of every block
+    fused = [m for m in fast.model.modules() if isinstance(m, int8_mod.Int8Linear) and m.raw_out]
+    assert len(fused) == 3 * model.config.depth  # proj, fc1 and fc2 hand their int32 accumulators to their neurons
     plain = Runner(model, precision="int8")
     for m in plain.model.modules():
         if isinstance(m, BaseNeuron):
-            m.int8_spikes = False
+            m.int8_spikes, m.int32_scale, m.int32_bias = False, None, None
+        if isinstance(m, int8_mod.Int8Linear):
+            m.raw_out = False
     counts = {}
     real = int8_mod._convert
     x = torch.rand(5, 1, 28, 28) * 3

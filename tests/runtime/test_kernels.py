@@ -122,3 +122,18 @@ def test_max_pool_with_argmax_trains_like_torch(k, dtype, k_s_p, hw):
     (gr,) = torch.autograd.grad(yr, xr, go.float())
     assert y.dtype == dtype and torch.equal(y.float(), yr)
     assert gx.dtype == dtype and torch.equal(gx.float(), gr.to(dtype).float())
+
+
+@pytest.mark.parametrize("int8_spikes", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_lif_reading_int32_accumulators_equals_dequantize_then_lif(k, int8_spikes, with_bias):
+    g = torch.Generator().manual_seed(6)
+    acc = torch.randint(-300, 300, (4, 3, 5, 48), generator=g, dtype=torch.int32)  # [T, B, N, C] products
+    scale = torch.rand(48, generator=g) * 0.03
+    bias = torch.randn(48, generator=g) * 0.3 if with_bias else torch.empty(0)
+    v0 = torch.zeros(1)
+    x = k.dequantize([acc.reshape(-1, 48)], scale[None], bias, 0).reshape(acc.shape)
+    s_ref, v_ref, _ = k.lif_forward(x, v0, 0.5, 0.5, 0.0, 1.0, False, 0.0, False)
+    s, v = k.lif_forward_dequant(acc, scale, bias, v0, 0.5, 0.5, 0.0, 1.0, False, 0.0, int8_spikes)
+    assert s.dtype == (torch.int8 if int8_spikes else torch.float32)
+    assert torch.equal(s.float(), s_ref) and torch.equal(v, v_ref) and s_ref.mean() > 0.05

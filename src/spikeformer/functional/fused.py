@@ -43,12 +43,18 @@ def _kernels(*tensors: torch.Tensor):
     return kernels.get()
 
 
+def _kernel_v0(v0: torch.Tensor, step_shape: torch.Size) -> torch.Tensor:
+    """``v0`` for the compiled kernels: one value per neuron, or a single value for a broadcast resting potential."""
+    v0 = v0.expand(step_shape)
+    if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
+        v0 = v0.reshape(-1)[:1]  # the kernel broadcasts it itself
+    return v0
+
+
 def _kernel_forward(k, x_seq, v0, a, b, v_rest, theta, v_reset, keep_h: bool, int8_spikes: bool = False):
     """``(spikes in x_seq's dtype, v_T, h)`` from the compiled kernel (x_seq float32 or bfloat16, v0 float32);
     ``int8_spikes`` (float32 inference only): ``(int8 spikes, v_T)``."""
-    v0 = v0.expand(x_seq.shape[1:])
-    if v0.numel() > 1 and all(st == 0 for st in v0.stride()):
-        v0 = v0.reshape(-1)[:1]  # a broadcast resting potential: the kernel broadcasts it itself
+    v0 = _kernel_v0(v0, x_seq.shape[1:])
     c = (1.0 - a) * v_rest
     if int8_spikes:
         return k.lif_forward_int8(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0)
@@ -154,10 +160,13 @@ def fused_multistep(
     alpha: float = 4.0,
     bias: torch.Tensor | None = None,
     int8_spikes: bool = False,
+    dequant: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step LIF (``decay = 1/tau``) or IF (``decay=None``): ``(spikes [T, ...], v_T)``; ``bias`` is a
     per-channel input bias (``add_channel_bias``), added inside the CUDA inference kernel; ``int8_spikes``: in
-    inference, spikes as int8 (for a neuron read only by int8 products: ``spikeformer.runtime.int8``)."""
+    inference, spikes as int8 (for a neuron read only by int8 products: ``spikeformer.runtime.int8``); ``dequant``:
+    ``(scale [C], bias [C] or None)`` for int32 accumulators ``x_seq`` of an int8 product, the input being
+    ``x_seq * scale + bias`` (added inside the CPU inference kernel)."""
     if surrogate not in SURROGATE_GRADS:
         raise ValueError(f"unknown surrogate {surrogate!r}; accepted: {sorted(SURROGATE_GRADS)}")
     v_rest = 0.0 if v_reset is None else v_reset
@@ -169,6 +178,19 @@ def fused_multistep(
         if triton_lif.available(x_seq) and v0.device == x_seq.device:  # inference: no autograd node at all
             c = (1.0 - a) * v_rest
             return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False, bias=bias)[:2]
+    if x_seq.dtype == torch.int32:
+        if dequant is None:
+            raise ValueError("int32 neuron input needs dequant=(scale, bias): the accumulators of an int8 product")
+        scale, dq_bias = dequant
+        k = kernels.get() if x_seq.device.type == "cpu" and bias is None else None
+        if k is not None and not torch.is_grad_enabled() and v0.dtype == torch.float32:
+            v0k = _kernel_v0(v0, x_seq.shape[1:])
+            empty = torch.empty(0)
+            return k.lif_forward_dequant(
+                x_seq, scale, empty if dq_bias is None else dq_bias, v0k, a, b, (1.0 - a) * v_rest, v_threshold,
+                v_reset is None, v_reset or 0.0, int8_spikes,
+            )  # fmt: skip
+        x_seq = x_seq.float() * scale if dq_bias is None else x_seq.float() * scale + dq_bias
     x_seq = add_channel_bias(x_seq, bias)
     if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
         k = _kernels(x_seq, v0)

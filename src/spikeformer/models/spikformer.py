@@ -81,6 +81,10 @@ class SpikingSelfAttention(nn.Module):
         """Neurons whose spikes only a linear layer reads (``spikeformer.runtime.int8.int8_spiking_neurons``)."""
         return [self.attn_neuron]
 
+    def linear_neuron_pairs(self) -> list[tuple[LinearBN, nn.Module]]:
+        """Layers read only by the neuron after them (``spikeformer.runtime.int8.fuse_dequantize_into_neurons``)."""
+        return [(self.proj, self.proj_neuron)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The neurons are elementwise, so they run on the head-split views: neuron(split(y)) == split(neuron(y)). The
         # fused kernels gather such a view and write contiguous spikes, which the batched products read without the
@@ -105,6 +109,10 @@ class SpikingMLP(nn.Module):
     def int8_consumed_neurons(self) -> list[nn.Module]:
         """Neurons whose spikes only a linear layer reads (``spikeformer.runtime.int8.int8_spiking_neurons``)."""
         return [self.fc1_neuron]
+
+    def linear_neuron_pairs(self) -> list[tuple[LinearBN, nn.Module]]:
+        """Layers read only by the neuron after them (``spikeformer.runtime.int8.fuse_dequantize_into_neurons``)."""
+        return [(self.fc1, self.fc1_neuron), (self.fc2, self.fc2_neuron)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2_neuron(self.fc2(self.fc1_neuron(self.fc1(x))))

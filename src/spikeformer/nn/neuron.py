@@ -28,6 +28,9 @@ NEURON_BACKENDS: dict[str, Callable] = {}
 
 
 def _torch_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if x_seq.dtype == torch.int32:  # accumulators of an int8 product
+        x_seq = x_seq.float() * neuron.int32_scale
+        x_seq = x_seq if neuron.int32_bias is None else x_seq + neuron.int32_bias
     x_seq = add_channel_bias(x_seq, neuron.input_bias)
     out = []
     for t in range(x_seq.shape[0]):
@@ -54,6 +57,7 @@ def _fused_multistep(neuron: BaseNeuron, x_seq: torch.Tensor, v: torch.Tensor) -
         neuron.surrogate.alpha,
         bias=neuron.input_bias,
         int8_spikes=neuron.int8_spikes,
+        dequant=(neuron.int32_scale, neuron.int32_bias) if x_seq.dtype == torch.int32 else None,
     )
 
 
@@ -95,6 +99,10 @@ class BaseNeuron(StatefulModule):
         self.input_bias: torch.Tensor | None = None
         # inference only: emit int8 spikes (set by the int8 runtime for a neuron that only int8 products read)
         self.int8_spikes = False
+        # int32 inputs (the raw accumulators of an int8 product, ``spikeformer.runtime.int8``) mean
+        # ``x * int32_scale + int32_bias``, per channel (last axis); set by the int8 runtime with the product
+        self.int32_scale: torch.Tensor | None = None
+        self.int32_bias: torch.Tensor | None = None
         self.register_state("v", None)
 
     @property
@@ -117,7 +125,8 @@ class BaseNeuron(StatefulModule):
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
         """Resting membrane potential shaped like one time step of ``x`` (a broadcast scalar: nothing is filled)."""
         shape = x.shape[1:] if self.step_mode == "m" else x.shape
-        return torch.full((), self.v_rest, dtype=x.dtype, device=x.device).expand(shape)
+        dtype = x.dtype if x.is_floating_point() else torch.float32  # int32 accumulators: a float membrane
+        return torch.full((), self.v_rest, dtype=dtype, device=x.device).expand(shape)
 
     def single_step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: charge, fire, reset. Returns ``(spike, v)``."""

@@ -25,7 +25,15 @@ from torch import nn
 from spikeformer.functional import kernels
 from spikeformer.functional.linear import linear
 
-__all__ = ["Int8Linear", "Int8Conv2d", "int8_spiking_neurons", "to_int8", "quantize_per_channel", "shared_conversions"]
+__all__ = [
+    "Int8Linear",
+    "Int8Conv2d",
+    "fuse_dequantize_into_neurons",
+    "int8_spiking_neurons",
+    "to_int8",
+    "quantize_per_channel",
+    "shared_conversions",
+]
 
 
 def quantize_per_channel(w2d: torch.Tensor, terms: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +125,7 @@ class Int8Linear(_Int8Layer):
         super().__init__(linear.weight, linear.bias, linear.weight, terms)
         self.__dict__["dense_equivalent"] = linear  # for the energy profiler; not a submodule
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.raw_out = False  # int32 accumulators out (``fuse_dequantize_into_neurons``)
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x.float() if x.dtype == torch.int8 else x, self.weight, self.bias)
@@ -125,7 +134,10 @@ class Int8Linear(_Int8Layer):
         x8 = x if x.dtype == torch.int8 else _as_int8(x)  # int8 already: spikes from an int8-spiking neuron
         if x8 is None:
             return None
-        return self._product(x8.reshape(-1, self.in_features)).reshape(*x8.shape[:-1], self.out_features)
+        rows = x8.reshape(-1, self.in_features)
+        if self.raw_out:  # the neuron reading this layer scales the int32 accumulators itself
+            return torch._int_mm(rows, self.qweight[0]).reshape(*x8.shape[:-1], self.out_features)
+        return self._product(rows).reshape(*x8.shape[:-1], self.out_features)
 
 
 class Int8Conv2d(_Int8Layer):
@@ -188,6 +200,24 @@ def int8_spiking_neurons(model: nn.Module) -> int:
         for neuron in getattr(module, "int8_consumed_neurons", list)():
             neuron.int8_spikes = True
             n += 1
+    return n
+
+
+def fuse_dequantize_into_neurons(model: nn.Module) -> int:
+    """Let each int8 linear layer that feeds a neuron directly hand it the raw int32 accumulators, the neuron applying
+    the per-channel scale and bias while it reads them (in place): one pass over the layer's output instead of two.
+    Modules list such pairs with ``linear_neuron_pairs() -> [(LinearBN, neuron)]``; only single-term layers whose
+    BatchNorm is folded are touched. When a layer's input is not exact int8 it still returns dequantized float32, and
+    the neuron takes that as it is. Returns how many pairs were fused."""
+    n = 0
+    for module in model.modules():
+        for stage, neuron in getattr(module, "linear_neuron_pairs", list)():
+            lin = stage.linear
+            if isinstance(lin, Int8Linear) and isinstance(stage.bn, nn.Identity) and lin.qweight.shape[0] == 1:
+                lin.raw_out = True
+                neuron.int32_scale = lin.scales[0]
+                neuron.int32_bias = None if lin.bias is None else lin.bias.detach()
+                n += 1
     return n
 
 

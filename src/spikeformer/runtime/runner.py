@@ -22,7 +22,7 @@ from spikeformer.nn.fold import fold_batchnorm, move_conv_bias_into_neurons
 from spikeformer.nn.neuron import BaseNeuron
 from spikeformer.runtime.cuda_graphs import GraphedForward
 from spikeformer.runtime.event import to_event_driven
-from spikeformer.runtime.int8 import int8_spiking_neurons, shared_conversions, to_int8
+from spikeformer.runtime.int8 import fuse_dequantize_into_neurons, int8_spiking_neurons, shared_conversions, to_int8
 from spikeformer.runtime.pool import to_fast_pooling
 
 __all__ = ["Runner", "RunStats", "PRECISIONS"]
@@ -142,6 +142,7 @@ class Runner:
         if precision == "int8":
             model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
             int8_spiking_neurons(model)  # spikes that only int8 products read are written as int8
+            fuse_dequantize_into_neurons(model)  # and neurons read their products' int32 accumulators directly
         if event_driven is None:
             event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:

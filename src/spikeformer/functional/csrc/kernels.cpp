@@ -309,6 +309,73 @@ std::vector<torch::Tensor> lif_forward_int8(torch::Tensor x, torch::Tensor v0, d
   return {s, v.view(x.sizes().slice(1))};
 }
 
+// Inference of a neuron fed by an int8 product (spikeformer.runtime.int8): acc int32 [T, N] with the channel the
+// innermost axis (N = rows * C) -> x = acc * scale[c] + bias[c] exactly as the dequantize kernel rounds it, then the
+// recurrence; spikes float32 or int8. One pass instead of dequantize (write float32) + lif_forward (read it back).
+template <typename O>
+static void lif_dequant_impl(const int32_t* pa, const float* sc, const float* bi, const float* pv0, O* ps, float* pv,
+                             int64_t Tn, int64_t N, int64_t C, bool scalar_v0, float fa, float fb, float fc, float ft,
+                             bool soft, float fr) {
+  const bool add_c = fc != 0.0f;
+  constexpr int64_t CH = 512;
+  const int64_t chunks = (N + CH - 1) / CH;
+#pragma omp parallel for schedule(static)
+  for (int64_t ck = 0; ck < chunks; ++ck) {
+    const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
+    alignas(64) float vm[CH];
+    alignas(64) float s_ch[CH];
+    alignas(64) float b_ch[CH];
+    int64_t c = n0 % C;  // the channel of neuron n0 + i, stepped without a division per neuron
+    for (int64_t i = 0; i < len; ++i) {
+      vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
+      s_ch[i] = sc[c];
+      b_ch[i] = bi ? bi[c] : 0.0f;
+      if (++c == C) c = 0;
+    }
+    for (int64_t t = 0; t < Tn; ++t) {
+      const int32_t* at = pa + t * N + n0;
+      O* st = ps + t * N + n0;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) {
+        float xv = static_cast<float>(at[i]) * s_ch[i];
+        if (bi) xv = xv + b_ch[i];
+        float hm = vm[i] * fa + xv * fb;
+        if (add_c) hm = hm + fc;
+        const float sp = (hm - ft) >= 0.0f ? 1.0f : 0.0f;
+        vm[i] = soft ? hm - ft * sp : hm * (1.0f - sp) + fr * sp;
+        st[i] = to_out<O>(sp);
+      }
+    }
+    for (int64_t i = 0; i < len; ++i) pv[n0 + i] = vm[i];
+  }
+}
+
+std::vector<torch::Tensor> lif_forward_dequant(torch::Tensor acc, torch::Tensor scale, torch::Tensor bias,
+                                               torch::Tensor v0, double a, double b, double c, double theta, bool soft,
+                                               double v_reset, bool int8_spikes) {
+  TORCH_CHECK(acc.scalar_type() == torch::kInt32 && scale.scalar_type() == torch::kFloat32 &&
+                  v0.scalar_type() == torch::kFloat32,
+              "lif_forward_dequant: int32 accumulators, float32 scales and v0");
+  acc = acc.contiguous();
+  scale = scale.contiguous();
+  v0 = v0.contiguous();
+  const int64_t T = acc.size(0), N = acc.numel() / std::max<int64_t>(T, 1), C = scale.numel();
+  TORCH_CHECK(acc.size(-1) == C && (bias.numel() == 0 || bias.numel() == C), "lif_forward_dequant: one scale per channel");
+  TORCH_CHECK(v0.numel() == N || v0.numel() == 1, "lif_forward_dequant: v0 must have one value per neuron, or one");
+  const float* pb = bias.numel() ? bias.contiguous().data_ptr<float>() : nullptr;
+  auto f32 = acc.options().dtype(torch::kFloat32);
+  auto s = torch::empty(acc.sizes(), acc.options().dtype(int8_spikes ? torch::kInt8 : torch::kFloat32));
+  auto v = torch::empty({N}, f32);
+  const bool scalar_v0 = v0.numel() == 1 && N != 1;
+  if (int8_spikes)
+    lif_dequant_impl<int8_t>(acc.data_ptr<int32_t>(), scale.data_ptr<float>(), pb, v0.data_ptr<float>(),
+                             s.data_ptr<int8_t>(), v.data_ptr<float>(), T, N, C, scalar_v0, a, b, c, theta, soft, v_reset);
+  else
+    lif_dequant_impl<float>(acc.data_ptr<int32_t>(), scale.data_ptr<float>(), pb, v0.data_ptr<float>(),
+                            s.data_ptr<float>(), v.data_ptr<float>(), T, N, C, scalar_v0, a, b, c, theta, soft, v_reset);
+  return {s, v.view(acc.sizes().slice(1))};
+}
+
 namespace {
 constexpr float kPi = 3.14159265358979323846f;
 
@@ -717,6 +784,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward");
   m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward");
   m.def("lif_forward_int8", &lif_forward_int8, "multi-step LIF/IF inference writing int8 spikes");
+  m.def("lif_forward_dequant", &lif_forward_dequant, "multi-step LIF/IF inference reading int32 accumulators");
   m.def("maxpool2d", &maxpool2d, "k x k max-pooling of NCHW float32");
   m.def("maxpool2d_argmax", &maxpool2d_argmax, "k x k max-pooling of NCHW float32/bf16 with the winning tap");
   m.def("maxpool2d_backward", &maxpool2d_backward, "gradient of maxpool2d_argmax (float32/bf16)");
