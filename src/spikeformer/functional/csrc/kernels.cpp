@@ -239,9 +239,12 @@ inline at::BFloat16 to_out<at::BFloat16>(float f) {
 
 // Multi-step LIF/IF forward. x [T, N] (float32 or bfloat16) -> (s [T, N] in x's dtype, v_T [N], h [T, N] float32
 // when keep_h else empty). The membrane is float32 whatever x's dtype (bf16 spikes are exact).
-template <typename T, typename O = T>
+// DEQ: x holds the int32 accumulators of an int8 product, the input being x * sc[c] + bi[c] per channel (the innermost
+// axis, C channels), rounded as the dequantize kernel rounds it.
+template <typename T, typename O = T, bool DEQ = false>
 static void lif_forward_impl(const T* px, const float* pv0, O* ps, float* pv, float* ph, int64_t Tn, int64_t N,
-                             bool scalar_v0, float fa, float fb, float fc, float ft, bool soft, float fr) {
+                             bool scalar_v0, float fa, float fb, float fc, float ft, bool soft, float fr,
+                             const float* sc = nullptr, const float* bi = nullptr, int64_t C = 1) {
   const bool add_c = fc != 0.0f;
   // neurons in chunks (membrane of a chunk stays in L1), time outer, neurons inner (vectorised)
   constexpr int64_t CH = 512;
@@ -250,14 +253,29 @@ static void lif_forward_impl(const T* px, const float* pv0, O* ps, float* pv, fl
   for (int64_t ck = 0; ck < chunks; ++ck) {
     const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
     alignas(64) float vm[CH];
-    for (int64_t i = 0; i < len; ++i) vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
+    alignas(64) float s_ch[DEQ ? CH : 1];
+    alignas(64) float b_ch[DEQ ? CH : 1];
+    int64_t c = DEQ ? n0 % C : 0;  // the channel of neuron n0 + i, stepped without a division per neuron
+    for (int64_t i = 0; i < len; ++i) {
+      vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
+      if constexpr (DEQ) {
+        s_ch[i] = sc[c];
+        b_ch[i] = bi ? bi[c] : 0.0f;
+        if (++c == C) c = 0;
+      }
+    }
     for (int64_t t = 0; t < Tn; ++t) {
       const T* xt = px + t * N + n0;
       O* st = ps + t * N + n0;
       float* ht = ph ? ph + t * N + n0 : nullptr;
 #pragma omp simd
       for (int64_t i = 0; i < len; ++i) {
-        float hm = vm[i] * fa + static_cast<float>(xt[i]) * fb;
+        float xv = static_cast<float>(xt[i]);
+        if constexpr (DEQ) {
+          xv = xv * s_ch[i];
+          if (bi) xv = xv + b_ch[i];
+        }
+        float hm = vm[i] * fa + xv * fb;
         if (add_c) hm = hm + fc;
         const float sp = (hm - ft) >= 0.0f ? 1.0f : 0.0f;
         vm[i] = soft ? hm - ft * sp : hm * (1.0f - sp) + fr * sp;
@@ -310,46 +328,8 @@ std::vector<torch::Tensor> lif_forward_int8(torch::Tensor x, torch::Tensor v0, d
 }
 
 // Inference of a neuron fed by an int8 product (spikeformer.runtime.int8): acc int32 [T, N] with the channel the
-// innermost axis (N = rows * C) -> x = acc * scale[c] + bias[c] exactly as the dequantize kernel rounds it, then the
-// recurrence; spikes float32 or int8. One pass instead of dequantize (write float32) + lif_forward (read it back).
-template <typename O>
-static void lif_dequant_impl(const int32_t* pa, const float* sc, const float* bi, const float* pv0, O* ps, float* pv,
-                             int64_t Tn, int64_t N, int64_t C, bool scalar_v0, float fa, float fb, float fc, float ft,
-                             bool soft, float fr) {
-  const bool add_c = fc != 0.0f;
-  constexpr int64_t CH = 512;
-  const int64_t chunks = (N + CH - 1) / CH;
-#pragma omp parallel for schedule(static)
-  for (int64_t ck = 0; ck < chunks; ++ck) {
-    const int64_t n0 = ck * CH, len = std::min(N - n0, CH);
-    alignas(64) float vm[CH];
-    alignas(64) float s_ch[CH];
-    alignas(64) float b_ch[CH];
-    int64_t c = n0 % C;  // the channel of neuron n0 + i, stepped without a division per neuron
-    for (int64_t i = 0; i < len; ++i) {
-      vm[i] = scalar_v0 ? pv0[0] : pv0[n0 + i];
-      s_ch[i] = sc[c];
-      b_ch[i] = bi ? bi[c] : 0.0f;
-      if (++c == C) c = 0;
-    }
-    for (int64_t t = 0; t < Tn; ++t) {
-      const int32_t* at = pa + t * N + n0;
-      O* st = ps + t * N + n0;
-#pragma omp simd
-      for (int64_t i = 0; i < len; ++i) {
-        float xv = static_cast<float>(at[i]) * s_ch[i];
-        if (bi) xv = xv + b_ch[i];
-        float hm = vm[i] * fa + xv * fb;
-        if (add_c) hm = hm + fc;
-        const float sp = (hm - ft) >= 0.0f ? 1.0f : 0.0f;
-        vm[i] = soft ? hm - ft * sp : hm * (1.0f - sp) + fr * sp;
-        st[i] = to_out<O>(sp);
-      }
-    }
-    for (int64_t i = 0; i < len; ++i) pv[n0 + i] = vm[i];
-  }
-}
-
+// innermost axis (N = rows * C) -> spikes (float32 or int8) of x = acc * scale[c] + bias[c]. One pass instead of
+// dequantize (writing float32) and lif_forward (reading it back).
 std::vector<torch::Tensor> lif_forward_dequant(torch::Tensor acc, torch::Tensor scale, torch::Tensor bias,
                                                torch::Tensor v0, double a, double b, double c, double theta, bool soft,
                                                double v_reset, bool int8_spikes) {
@@ -368,11 +348,13 @@ std::vector<torch::Tensor> lif_forward_dequant(torch::Tensor acc, torch::Tensor 
   auto v = torch::empty({N}, f32);
   const bool scalar_v0 = v0.numel() == 1 && N != 1;
   if (int8_spikes)
-    lif_dequant_impl<int8_t>(acc.data_ptr<int32_t>(), scale.data_ptr<float>(), pb, v0.data_ptr<float>(),
-                             s.data_ptr<int8_t>(), v.data_ptr<float>(), T, N, C, scalar_v0, a, b, c, theta, soft, v_reset);
+    lif_forward_impl<int32_t, int8_t, true>(acc.data_ptr<int32_t>(), v0.data_ptr<float>(), s.data_ptr<int8_t>(),
+                                            v.data_ptr<float>(), nullptr, T, N, scalar_v0, a, b, c, theta, soft,
+                                            v_reset, scale.data_ptr<float>(), pb, C);
   else
-    lif_dequant_impl<float>(acc.data_ptr<int32_t>(), scale.data_ptr<float>(), pb, v0.data_ptr<float>(),
-                            s.data_ptr<float>(), v.data_ptr<float>(), T, N, C, scalar_v0, a, b, c, theta, soft, v_reset);
+    lif_forward_impl<int32_t, float, true>(acc.data_ptr<int32_t>(), v0.data_ptr<float>(), s.data_ptr<float>(),
+                                           v.data_ptr<float>(), nullptr, T, N, scalar_v0, a, b, c, theta, soft,
+                                           v_reset, scale.data_ptr<float>(), pb, C);
   return {s, v.view(acc.sizes().slice(1))};
 }
 
