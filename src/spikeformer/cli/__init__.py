@@ -408,6 +408,7 @@ _Author = Annotated[
     str | None, typer.Option("--author", help="Who makes the change (default: the login name).", show_default=False)
 ]
 _DbUrl = Annotated[str | None, typer.Option(help="Database URL (default: SPIKEFORMER_DATABASE_URL or ./var).")]
+_WebhookUrl = Annotated[str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")]
 
 
 def _incidents(database_url: str | None):
@@ -489,9 +490,7 @@ def incident_open(
     impact: Annotated[str, typer.Option(help="Who or what is affected.")] = "",
     commander: Annotated[str | None, typer.Option(help="Incident commander.")] = None,
     notify: Annotated[bool, typer.Option(help="Post the initial report to the chat webhook.")] = False,
-    webhook_url: Annotated[
-        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
-    ] = None,
+    webhook_url: _WebhookUrl = None,
     author: _Author = None,
     database_url: _DbUrl = None,
     as_json: JsonFlag = False,
@@ -631,9 +630,7 @@ def incident_update(
     eta: Annotated[str | None, typer.Option(help="Expected resolution: ISO time or +2h.")] = None,
     internal: Annotated[bool, typer.Option(help="Keep it internal (default: public).")] = False,
     notify: Annotated[bool, typer.Option(help="Post the progress update to the chat webhook.")] = False,
-    webhook_url: Annotated[
-        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
-    ] = None,
+    webhook_url: _WebhookUrl = None,
     author: _Author = None,
     database_url: _DbUrl = None,
     as_json: JsonFlag = False,
@@ -694,9 +691,7 @@ def incident_resolve(
     expire_silences: Annotated[
         bool, typer.Option(help="Expire the Alertmanager silences created when it was acknowledged.")
     ] = True,
-    webhook_url: Annotated[
-        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
-    ] = None,
+    webhook_url: _WebhookUrl = None,
     author: _Author = None,
     database_url: _DbUrl = None,
     as_json: JsonFlag = False,
@@ -764,9 +759,7 @@ def incident_message(
     incident_id: Annotated[int, typer.Argument(help="Incident id.")],
     kind: Annotated[str, typer.Argument(help="initial, update or resolution.")],
     post: Annotated[bool, typer.Option(help="Also post it to the chat webhook.")] = False,
-    webhook_url: Annotated[
-        str | None, typer.Option(help="Chat webhook (default: SPIKEFORMER_CHAT_WEBHOOK_URL).")
-    ] = None,
+    webhook_url: _WebhookUrl = None,
     author: _Author = None,
     database_url: _DbUrl = None,
     as_json: JsonFlag = False,

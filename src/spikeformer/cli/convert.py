@@ -206,15 +206,13 @@ def _sweep_predictions(converted, timesteps, test, preprocess, evaluate, progres
 
     from spikeformer.data import iterate_batches
     from spikeformer.models.vit_relu import ReLUViT
-    from spikeformer.nn.neuron import BaseNeuron
+    from spikeformer.nn.neuron import set_backend
 
     tmax = max(timesteps)
     snn = converted(tmax)
     if not isinstance(snn, ReLUViT):
         return {t: torch.tensor(evaluate(converted(t), f"SNN T={t}", max(4, 4096 // t)).predictions) for t in timesteps}
-    for m in snn.modules():
-        if isinstance(m, BaseNeuron):
-            m.backend = "fused"  # the Runner's kernel
+    set_backend(snn, "fused")  # the Runner's kernel
     preds: dict[int, list[torch.Tensor]] = {t: [] for t in timesteps}
     with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task(f"SNN, T = {', '.join(map(str, timesteps))} in one run", total=len(test))

@@ -174,27 +174,23 @@ def fused_multistep(
         a, b = 1.0, 1.0
     else:
         a, b = 1.0 - decay, (decay if decay_input else 1.0)
-    if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
-        if triton_lif.available(x_seq) and v0.device == x_seq.device:  # inference: no autograd node at all
-            c = (1.0 - a) * v_rest
-            return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False, bias=bias)[:2]
+    inference = not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad))  # no autograd node
+    if inference and triton_lif.available(x_seq) and v0.device == x_seq.device:
+        c = (1.0 - a) * v_rest
+        return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False, bias=bias)[:2]
     if x_seq.dtype == torch.int32:
         if dequant is None:
             raise ValueError("int32 neuron input needs dequant=(scale, bias): the accumulators of an int8 product")
         scale, dq_bias = dequant
         k = kernels.get() if x_seq.device.type == "cpu" and bias is None else None
-        if k is not None and not torch.is_grad_enabled() and v0.dtype == torch.float32:
-            v0k = _kernel_v0(v0, x_seq.shape[1:])
-            empty = torch.empty(0)
+        if k is not None and inference and v0.dtype == torch.float32:
             return k.lif_forward_dequant(
-                x_seq, scale, empty if dq_bias is None else dq_bias, v0k, a, b, (1.0 - a) * v_rest, v_threshold,
-                v_reset is None, v_reset or 0.0, int8_spikes,
+                x_seq, scale, torch.empty(0) if dq_bias is None else dq_bias, _kernel_v0(v0, x_seq.shape[1:]),
+                a, b, (1.0 - a) * v_rest, v_threshold, v_reset is None, v_reset or 0.0, int8_spikes,
             )  # fmt: skip
         x_seq = x_seq.float() * scale if dq_bias is None else x_seq.float() * scale + dq_bias
     x_seq = add_channel_bias(x_seq, bias)
-    if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
-        k = _kernels(x_seq, v0)
-        if k is not None and x_seq.dtype == v0.dtype == torch.float32:  # inference: no autograd node at all
-            return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, False, int8_spikes)[:2]
+    if inference and (k := _kernels(x_seq, v0)) is not None and x_seq.dtype == v0.dtype == torch.float32:
+        return _kernel_forward(k, x_seq, v0, a, b, v_rest, v_threshold, v_reset, False, int8_spikes)[:2]
     s, v = _FusedLIF.apply(x_seq, v0, a, b, v_rest, v_threshold, v_reset, detach_reset, surrogate, alpha)
-    return (s.to(torch.int8), v) if int8_spikes and not torch.is_grad_enabled() else (s, v)
+    return (s.to(torch.int8), v) if int8_spikes and inference else (s, v)

@@ -3,7 +3,7 @@
 from spikeformer.nn.base import StatefulModule, detach_states, reset_states, set_step_mode
 from spikeformer.nn.fold import fold_batchnorm
 from spikeformer.nn.layers import ConvBN2d, LinearBN, SeqToANN
-from spikeformer.nn.neuron import IF, LIF, NEURON_BACKENDS, NEURONS, PLIF, BaseNeuron, make_neuron
+from spikeformer.nn.neuron import IF, LIF, NEURON_BACKENDS, NEURONS, PLIF, BaseNeuron, make_neuron, set_backend
 from spikeformer.nn.surrogate import ATan, FastSigmoid, Sigmoid, Surrogate, make_surrogate
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "make_neuron",
     "make_surrogate",
     "reset_states",
+    "set_backend",
     "set_step_mode",
 ]

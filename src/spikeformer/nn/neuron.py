@@ -21,7 +21,7 @@ from spikeformer.functional.neuron import fire_and_reset, if_charge, lif_charge
 from spikeformer.nn.base import StatefulModule
 from spikeformer.nn.surrogate import Sigmoid, Surrogate
 
-__all__ = ["BaseNeuron", "LIF", "IF", "PLIF", "NEURONS", "make_neuron", "NEURON_BACKENDS"]
+__all__ = ["BaseNeuron", "LIF", "IF", "PLIF", "NEURONS", "make_neuron", "NEURON_BACKENDS", "set_backend"]
 
 # name -> function(neuron, x_seq [T, ...], v [...]) -> (spikes [T, ...], v_T); later issues add fused kernels here.
 NEURON_BACKENDS: dict[str, Callable] = {}
@@ -220,3 +220,11 @@ def make_neuron(kind: str = "lif", tau: float = 2.0, **kwargs) -> BaseNeuron:
     if kind == "plif":
         return PLIF(init_tau=tau, **kwargs)
     return IF(**kwargs)
+
+
+def set_backend(model: nn.Module, name: str) -> list[BaseNeuron]:
+    """Run every neuron of ``model`` on the multi-step backend ``name`` (in place); returns the neurons."""
+    neurons = [m for m in model.modules() if isinstance(m, BaseNeuron)]
+    for n in neurons:
+        n.backend = name
+    return neurons

@@ -19,7 +19,7 @@ from torch import nn
 
 from spikeformer.functional import kernels
 from spikeformer.nn.fold import fold_batchnorm, move_conv_bias_into_neurons
-from spikeformer.nn.neuron import BaseNeuron
+from spikeformer.nn.neuron import BaseNeuron, set_backend
 from spikeformer.runtime.cuda_graphs import GraphedForward
 from spikeformer.runtime.event import to_event_driven
 from spikeformer.runtime.int8 import fuse_dequantize_into_neurons, int8_spiking_neurons, shared_conversions, to_int8
@@ -122,9 +122,7 @@ class Runner:
         model = original = model.eval()
         if optimize:
             model = fold_batchnorm(model)
-            for m in model.modules():
-                if isinstance(m, BaseNeuron):
-                    m.backend = "fused"
+            set_backend(model, "fused")
             to_fast_pooling(model)
         self.precision_report: dict | None = None
         self._auto_inputs: list[torch.Tensor] | None = None  # collected for ``auto`` without calibration images
@@ -160,8 +158,7 @@ class Runner:
         self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron)]
         self._call: nn.Module | Callable = self.model
         if compile:
-            for n in self._neurons:
-                n.backend = "torch"
+            set_backend(self.model, "torch")
             self._call = torch.compile(self.model, dynamic=False)
         self.compiled = compile
         use_graphs = optimize and on_cuda if cuda_graphs is None else cuda_graphs
@@ -215,17 +212,17 @@ class Runner:
                 return
             if not self._auto_inputs or x.ndim == self._auto_inputs[0].ndim:
                 self._auto_inputs.append(x.detach().cpu())
-            images = torch.cat(self._auto_inputs, dim=self._auto_inputs[0].ndim - 4)
-            if images.shape[images.ndim - 4] < AUTO_SAMPLES:
+            batch_dim = self._auto_inputs[0].ndim - 4
+            if sum(t.shape[batch_dim] for t in self._auto_inputs) < AUTO_SAMPLES:
                 return
+            images = torch.cat(self._auto_inputs, dim=batch_dim)
             self._auto_inputs = None
             chosen, report = select_precision(self._original, images, self.device, AUTO_MIN_AGREEMENT)
             if chosen != self.precision:
                 new = Runner(self._original, self.device, chosen, **self._rebuild_args)
                 for name in ("precision", "model", "event_driven", "channels_last", "_neurons", "_call", "compiled"):
                     setattr(self, name, getattr(new, name))
-                if new._graphed is not None:
-                    self._graphed = GraphedForward(self._device_forward, max_graphs=12)
+                self._graphed = None if new._graphed is None else GraphedForward(self._device_forward, max_graphs=12)
             self.precision_report = report
 
     def run_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, RunStats]:

@@ -40,7 +40,7 @@ from spikeformer.data import (
 )
 from spikeformer.functional import kernels
 from spikeformer.models import create_model
-from spikeformer.nn.neuron import BaseNeuron
+from spikeformer.nn.neuron import set_backend
 from spikeformer.runtime.pool import to_fast_pooling
 from spikeformer.train.config import TrainConfig
 from spikeformer.train.evaluate import evaluate_model
@@ -191,9 +191,7 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     (in place; returns it): every neuron on the fused kernels (compiled on the CPU, Triton on CUDA), max-pooling on
     the compiled or Triton kernels (same outputs and gradients as ``nn.MaxPool2d``), channels-last memory on CUDA."""
     model.to(device)
-    for m in model.modules():
-        if isinstance(m, BaseNeuron):
-            m.backend = "fused"
+    set_backend(model, "fused")
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     if device.type == "cuda" or kernels.available():  # without the kernels the CPU fallback's gradient splits ties
