@@ -222,3 +222,114 @@ if INTERPRETED or ON_GPU:
         x = (torch.randn(2, 3, 2, 2, 2, 5) * 2).permute(0, 5, 4, 3, 2, 1)
         ref, fast = _pair(LIF, tau=2.0)
         assert torch.equal(ref(x), fast(x))
+
+    def _bn_reference(y, bn, neuron, timesteps, heads, images):
+        """``nn.BatchNorm`` (float32 arithmetic, output rounded to y's dtype) then the neuron, as separate modules."""
+        z = (bn(y.float()) if images else bn(y.float().reshape(-1, y.shape[-1])).reshape(y.shape)).to(y.dtype)
+        z = z.reshape(timesteps, -1, *z.shape[1:]) if images else z
+        return neuron(z.view(*z.shape[:3], heads, -1).transpose(2, 3) if heads else z)
+
+    @pytest.mark.parametrize(
+        ("images", "heads", "dtype"),
+        [
+            (True, 0, torch.float32),
+            (False, 0, torch.float32),
+            (False, 4, torch.float32),
+            (True, 0, torch.bfloat16),
+            (False, 3, torch.bfloat16),
+        ],
+    )
+    @pytest.mark.parametrize(
+        ("cls", "v_reset", "detach_reset", "surrogate"),
+        [(LIF, 0.0, True, Sigmoid), (LIF, None, False, ATan), (IF, -0.2, False, FastSigmoid)],
+    )
+    def test_fused_batchnorm_and_neuron_match_the_modules(images, heads, dtype, cls, v_reset, detach_reset, surrogate):
+        """Training-mode BatchNorm + neuron in two kernels each way: the same spikes, running statistics, final
+        membrane and gradients (input, BatchNorm weight and bias) as the modules one after the other. The tiles are
+        smaller than the inputs (several row blocks and channel blocks, partial ones at the edges)."""
+        from torch import nn
+
+        from spikeformer.functional import triton_bn_lif
+
+        torch.manual_seed(hash((images, heads, str(dtype), cls.__name__, v_reset)) % 2**31)
+        timesteps, c = 3, (72 if images else 96)
+        if images:
+            y0 = (torch.randn(timesteps * 2, c, 7, 6) * 2 + 0.7).contiguous(memory_format=torch.channels_last)
+            bn_ref, bn = nn.BatchNorm2d(c), nn.BatchNorm2d(c)
+        else:
+            y0 = torch.randn(timesteps, 2, 23, c) * 2 + 0.7
+            bn_ref, bn = nn.BatchNorm1d(c), nn.BatchNorm1d(c)
+        y0 = y0.to(dtype)
+        with torch.no_grad():
+            bn_ref.weight.uniform_(0.5, 1.5)
+            bn_ref.bias.uniform_(-0.3, 0.3)
+            bn_ref.running_var.uniform_(0.5, 2.0)
+        bn.load_state_dict(bn_ref.state_dict())
+        kw = dict(v_reset=v_reset, detach_reset=detach_reset, surrogate=surrogate(), backend="fused")
+        neuron = cls(tau=2.0, **kw) if cls is LIF else cls(**kw)
+        y_ref, y = y0.clone().requires_grad_(True), y0.clone().requires_grad_(True)
+        s_ref = _bn_reference(y_ref, bn_ref, neuron, timesteps, heads, images)
+        a, b = (0.5, 0.5) if cls is LIF else (1.0, 1.0)
+        s, v_t = triton_bn_lif.bn_lif(
+            y, timesteps, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, a, b,
+            neuron.v_rest, 1.0, v_reset, detach_reset, neuron.surrogate.name, neuron.surrogate.alpha, heads, images,
+        )  # fmt: skip
+        s = s.reshape(s_ref.shape)
+        assert s.dtype == dtype and s.shape == s_ref.shape
+        agree = (s == s_ref).float().mean().item()
+        if dtype == torch.float32:
+            assert agree == 1.0
+        else:  # BatchNorm outputs rounded to bf16 from statistics that differ in the last float32 bits
+            assert agree > 0.998, agree
+        assert torch.allclose(bn.running_mean, bn_ref.running_mean, atol=1e-6)
+        assert torch.allclose(bn.running_var, bn_ref.running_var, atol=1e-5, rtol=1e-5)
+        if agree == 1.0:
+            assert torch.allclose(v_t, neuron.v.float(), atol=1e-5)
+        g = torch.randn(s.shape)
+        grads_ref = torch.autograd.grad((s_ref.float() * g).sum(), (y_ref, bn_ref.weight, bn_ref.bias))
+        grads = torch.autograd.grad((s.float() * g).sum(), (y, bn.weight, bn.bias))
+        if dtype == torch.bfloat16:  # both runs against float32 arithmetic on the same inputs: no worse than modules
+            bn_ref.load_state_dict(bn.state_dict())  # (fresh copy of the affine parameters; statistics unused)
+            y32 = y0.float().requires_grad_(True)
+            neuron.reset()
+            truth = _bn_reference(y32, bn_ref.float(), neuron, timesteps, heads, images)
+            exact = torch.autograd.grad((truth * g).sum(), (y32, bn_ref.weight, bn_ref.bias))
+        for mine, ref, *true in zip(grads, grads_ref, *([exact] if dtype == torch.bfloat16 else []), strict=True):
+            assert mine.dtype == ref.dtype and mine.shape == ref.shape
+            if dtype == torch.float32:
+                assert (mine - ref).norm() / ref.norm() < 1e-4
+            else:  # bf16 moves a few spikes and their surrogate gradients: a few % from float32 either way
+                err, err_ref = ((t.float() - true[0]).norm() / true[0].norm() for t in (mine, ref))
+                assert err < max(2 * err_ref, 0.01), (err, err_ref)
+
+    def test_fused_batchnorm_in_a_model_trains_like_the_modules():
+        """A whole Spikformer in training mode: every conv/linear + BatchNorm + neuron runs fused (17 of them) and the
+        logits, gradients and running statistics equal those of the torch-backend reference."""
+        import copy
+
+        from spikeformer.functional import triton_bn_lif
+        from spikeformer.models import create_model
+        from spikeformer.nn import set_backend
+
+        torch.manual_seed(9)
+        ref = create_model("spikformer-2-128-fmnist").train()
+        model = copy.deepcopy(ref).to(memory_format=torch.channels_last)
+        set_backend(model, "fused")
+        calls = []
+        real = triton_bn_lif._BNLIF.apply
+        triton_bn_lif._BNLIF.apply = lambda *a: calls.append(1) or real(*a)
+        try:
+            x = torch.rand(3, 1, 28, 28)
+            out_ref, out = ref(x), model(x)
+        finally:
+            triton_bn_lif._BNLIF.apply = real
+        assert len(calls) == 17
+        assert torch.allclose(out, out_ref, atol=1e-5)
+        g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
+        g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+        scale = max(t.abs().max().item() for t in g_ref)
+        for mine, theirs in zip(g, g_ref, strict=True):
+            # (a linear bias before BatchNorm has a true gradient of 0: both are rounding noise there)
+            assert torch.allclose(mine, theirs, atol=1e-5 * scale, rtol=1e-3)
+        for (name, mine), theirs in zip(model.named_buffers(), ref.buffers(), strict=True):
+            assert torch.allclose(mine.float(), theirs.float(), atol=1e-5), name

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["spiking_self_attention", "spike_driven_kv"]
+__all__ = ["spiking_self_attention", "spike_driven_kv", "split_heads", "merge_heads"]
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[T, B, N, D] -> [T, B, H, N, D/H]`` (a view)."""
+    t, b, n, d = x.shape
+    return x.reshape(t, b, n, heads, d // heads).transpose(2, 3)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[T, B, H, N, D/H] -> [T, B, N, D]``."""
+    t, b, h, n, dh = x.shape
+    return x.transpose(2, 3).reshape(t, b, n, h * dh)
 
 
 def spiking_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float = 0.125) -> torch.Tensor:

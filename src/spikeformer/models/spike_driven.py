@@ -14,10 +14,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikeformer.functional.attention import spike_driven_kv
+from spikeformer.functional.attention import merge_heads, spike_driven_kv
 from spikeformer.models._base import ResidualBlock, SpikingVisionModel
 from spikeformer.models._registry import register_model
-from spikeformer.models.spikformer import _init_weights, _merge_heads, _split_heads
+from spikeformer.models.spikformer import _init_weights
+from spikeformer.nn.fused import bn_neuron
 from spikeformer.nn.layers import ConvBN2d, LinearBN, SeqToANN
 
 __all__ = ["SpikeDrivenTransformer", "SpikeDrivenPatchSplitting", "SpikeDrivenSelfAttention", "SpikeDrivenMLP"]
@@ -64,11 +65,11 @@ class SpikeDrivenSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shortcut_neuron(x)
-        q = _split_heads(self.q_neuron(self.q(s)), self.num_heads)  # [T, B, H, N, D/H]
-        k = _split_heads(self.k_neuron(self.k(s)), self.num_heads)
-        v = _split_heads(self.v_neuron(self.v(s)), self.num_heads)
+        q = bn_neuron(self.q, self.q_neuron, s, self.num_heads)  # [T, B, H, N, D/H]
+        k = bn_neuron(self.k, self.k_neuron, s, self.num_heads)
+        v = bn_neuron(self.v, self.v_neuron, s, self.num_heads)
         kv = self.kv_neuron(spike_driven_kv(k, v))  # [T, B, H, 1, D/H] spikes
-        return self.proj(_merge_heads(q * kv))
+        return self.proj(merge_heads(q * kv))
 
 
 class SpikeDrivenMLP(nn.Module):

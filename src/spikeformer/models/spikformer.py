@@ -17,19 +17,10 @@ from torch import nn
 from spikeformer.functional.attention import spiking_self_attention
 from spikeformer.models._base import ResidualBlock, SpikingVisionModel
 from spikeformer.models._registry import register_model
+from spikeformer.nn.fused import bn_neuron
 from spikeformer.nn.layers import ConvBN2d, LinearBN, SeqToANN
 
 __all__ = ["Spikformer", "SpikingPatchSplitting", "SpikingSelfAttention", "SpikingMLP"]
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    t, b, n, d = x.shape
-    return x.reshape(t, b, n, heads, d // heads).transpose(2, 3)  # [T, B, N, D] -> [T, B, H, N, D/H]
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    t, b, h, n, dh = x.shape
-    return x.transpose(2, 3).reshape(t, b, n, h * dh)  # [T, B, H, N, D/H] -> [T, B, N, D]
 
 
 class SpikingPatchSplitting(nn.Module):
@@ -57,8 +48,8 @@ class SpikingPatchSplitting(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage, neuron, pool in zip(self.stages, self.neurons, self.pools, strict=True):
-            x = pool(neuron(stage(x)))  # [T, B, C, H, W] -> [T, B, C', H', W']
-        x = x + self.rpe_neuron(self.rpe(x))
+            x = pool(bn_neuron(stage, neuron, x))  # [T, B, C, H, W] -> [T, B, C', H', W']
+        x = x + bn_neuron(self.rpe, self.rpe_neuron, x)
         return x.flatten(3).transpose(2, 3)  # [T, B, D, H', W'] -> [T, B, N, D]
 
 
@@ -87,13 +78,13 @@ class SpikingSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The neurons are elementwise, so they run on the head-split views: neuron(split(y)) == split(neuron(y)). The
-        # fused kernels gather such a view and write contiguous spikes, which the batched products read without the
-        # copy a split (or merge) of a contiguous tensor would need.
-        q = self.q_neuron(_split_heads(self.q(x), self.num_heads))  # [T, B, H, N, D/H]
-        k = self.k_neuron(_split_heads(self.k(x), self.num_heads))
-        v = self.v_neuron(_split_heads(self.v(x), self.num_heads))
+        # fused kernels gather such a view (or, in training, write the split layout) and write contiguous spikes,
+        # which the batched products read without the copy a split (or merge) of a contiguous tensor would need.
+        q = bn_neuron(self.q, self.q_neuron, x, self.num_heads)  # [T, B, H, N, D/H]
+        k = bn_neuron(self.k, self.k_neuron, x, self.num_heads)
+        v = bn_neuron(self.v, self.v_neuron, x, self.num_heads)
         y = self.attn_neuron(spiking_self_attention(q, k, v, self.scale).transpose(2, 3))  # [T, B, N, H, D/H]
-        return self.proj_neuron(self.proj(y.reshape(*y.shape[:3], -1)))  # [T, B, N, D]
+        return bn_neuron(self.proj, self.proj_neuron, y.reshape(*y.shape[:3], -1))  # [T, B, N, D]
 
 
 class SpikingMLP(nn.Module):
@@ -115,7 +106,7 @@ class SpikingMLP(nn.Module):
         return [(self.fc1, self.fc1_neuron), (self.fc2, self.fc2_neuron)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2_neuron(self.fc2(self.fc1_neuron(self.fc1(x))))
+        return bn_neuron(self.fc2, self.fc2_neuron, bn_neuron(self.fc1, self.fc1_neuron, x))
 
 
 class Spikformer(SpikingVisionModel):

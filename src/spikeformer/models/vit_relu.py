@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikeformer.functional.attention import merge_heads, split_heads
 from spikeformer.models._base import ResidualBlock, SpikingVisionModel, image_size, transformer_checks
 from spikeformer.models._registry import register_model
 from spikeformer.nn.layers import LinearBN
@@ -421,14 +422,6 @@ def _linear_norm(cin: int, cout: int, folded: bool, once: bool = False) -> Linea
     return m
 
 
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    return x.unflatten(-1, (heads, -1)).transpose(2, 3)  # [T, B, N, D] -> [T, B, H, N, D/H]
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    return x.transpose(2, 3).flatten(3)  # [T, B, H, N, D/H] -> [T, B, N, D]
-
-
 class PatchEmbed(nn.Module):
     """``[T, B, C, H, W] -> [T, B, N, D]``: optional 3x3 conv stem, patch projection (conv k=s=patch), position
     embedding added."""
@@ -490,12 +483,12 @@ class ReLUAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.act_in(x)
-        q = _split_heads(self.act_q(self.q(a)), self.num_heads)  # [T, B, H, N, d]
-        k = _split_heads(self.act_k(self.k(a)), self.num_heads)
-        v = _split_heads(self.act_v(self.v(a)), self.num_heads)
+        q = split_heads(self.act_q(self.q(a)), self.num_heads)  # [T, B, H, N, d]
+        k = split_heads(self.act_k(self.k(a)), self.num_heads)
+        v = split_heads(self.act_v(self.v(a)), self.num_heads)
         product = cumulative_matmul if self.cumulative else expectation_matmul
         s = self.act_s(product(q, k.transpose(-2, -1)) * self.qk_scale)  # [T, B, H, N, N]
-        o = _merge_heads(product(s, v) * self.av_scale)  # [T, B, H, N, d] -> [T, B, N, D]
+        o = merge_heads(product(s, v) * self.av_scale)  # [T, B, H, N, d] -> [T, B, N, D]
         return self.proj(self.act_o(o))
 
 
@@ -531,9 +524,9 @@ class SoftmaxAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.norm(x)
-        q, k, v = (_split_heads(f(a), self.num_heads) for f in (self.q, self.k, self.v))
+        q, k, v = (split_heads(f(a), self.num_heads) for f in (self.q, self.k, self.v))
         s = self.softmax((q @ k.transpose(-2, -1)) * self.scale)
-        return self.proj(_merge_heads(s @ v))
+        return self.proj(merge_heads(s @ v))
 
 
 class GELUMLP(nn.Module):

@@ -1,0 +1,347 @@
+"""Training-mode BatchNorm followed by a multi-step LIF/IF neuron, fused, on CUDA (Triton).
+
+In a Spikformer every convolution and linear layer is followed by ``BatchNorm -> LIF``. Run as separate operations a
+training step passes over each of those activations eight times (statistics; normalise, write; the neuron reads;
+backward: the neuron writes dL/dz; two BatchNorm backward passes read it and the input, one writes dL/dy) and
+PyTorch's channels-last statistics kernel runs far below the memory bandwidth. Here the layer output ``y`` is read
+in place, as ``[T, R, C]`` rows of ``C`` channels (a linear layer's ``[T, B, N, C]`` or a channels-last convolution
+output ``[T*B, C, H, W]``):
+
+- forward: a statistics kernel (per block of rows: a shifted-data sum and sum of squares, one read of ``y``) and a
+  combining kernel (Chan et al.'s pairwise update; the running statistics are updated as ``nn.BatchNorm`` does,
+  unbiased variance, the momentum), then one kernel that normalises ``y`` as it reads it (``w (y - mean) invstd + b``,
+  rounded to ``y``'s dtype as a separate BatchNorm's output would be) and runs the neuron over the time steps;
+- backward: one kernel runs the neuron's recurrence backwards, writes ``dL/dz`` and sums ``dL/dz`` and
+  ``dL/dz * ŷ`` per channel; one kernel writes ``dL/dy = w invstd (dL/dz - mean(dL/dz) - ŷ mean(dL/dz ŷ))``.
+
+The neuron's spikes can be written straight into the head-split layout ``[T, B, H, N, C/H]`` that the attention
+products read (and their gradient read from it), so the split costs no copy in either direction. Arithmetic is
+float32 whatever the input dtype; the neuron steps are those of ``spikeformer.functional.triton_lif`` (built without
+floating-point contraction). The result matches ``nn.BatchNorm`` then the neuron up to float32 rounding of the
+statistics (tested in ``tests/functional/test_triton.py`` in Triton's interpreter and, on a GPU, compiled).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spikeformer.functional import triton_lif
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+__all__ = ["available", "bn_lif"]
+
+_STATS_ROWS, _ROWS, _COLS = 64, 32, 64  # tile: rows of the statistics kernel, rows and channels of the others
+_CHUNKS = 64  # partial results the combining kernels read at a time
+
+
+def available(t: torch.Tensor) -> bool:
+    """True when the fused kernels can run on ``t`` (as ``triton_lif.available``)."""
+    return triton_lif.available(t)
+
+
+if triton is not None:
+    from spikeformer.functional.triton_lif import _surrogate_grad
+
+    @triton.jit
+    def _tile(R, C, BR: tl.constexpr, BC: tl.constexpr):
+        """Rows, channels, mask and row-major offsets of this program's ``[BR, BC]`` tile of a ``[R, C]`` step."""
+        rows = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
+        cols = tl.program_id(1) * BC + tl.arange(0, BC)
+        m = (rows < R)[:, None] & (cols < C)[None, :]
+        return rows, cols, m, rows[:, None] * C + cols[None, :]
+
+    @triton.jit
+    def _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT: tl.constexpr):
+        """Offsets in the spikes' layout: ``off`` itself, or for a head split ``[B, H, N, C/H]`` within a step (a row
+        is token ``n`` of image ``b``, a channel is ``d`` of head ``h``)."""
+        if SPLIT:
+            bb, n = rows // NTOK, rows % NTOK
+            hh, d = cols // DH, cols % DH
+            return ((bb[:, None] * HEADS + hh[None, :]) * NTOK + n[:, None]) * DH + d[None, :]
+        return off
+
+    @triton.jit
+    def _stats_kernel(y_ptr, sum_ptr, m2_ptr, T, R, C, BR: tl.constexpr, BC: tl.constexpr):
+        # Shifted data (Chan, Golub and LeVeque 1983): sums of y - K with K the block's first value per channel keep
+        # the sum of squares from cancelling when the mean is large against the spread.
+        rows, cols, m, off = _tile(R, C, BR, BC)
+        step = R * C
+        k = tl.load(y_ptr + tl.program_id(0).to(tl.int64) * BR * C + cols, mask=cols < C, other=0.0).to(tl.float32)
+        s = tl.zeros([BC], tl.float32)
+        q = tl.zeros([BC], tl.float32)
+        for t in range(T):
+            d = tl.where(m, tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32) - k[None, :], 0.0)
+            s += tl.sum(d, axis=0)
+            q += tl.sum(d * d, axis=0)
+        n = (tl.minimum(R - tl.program_id(0).to(tl.int64) * BR, BR) * T).to(tl.float32)
+        i = tl.program_id(0) * C + cols
+        tl.store(sum_ptr + i, s / n + k, mask=cols < C)  # the block's mean
+        tl.store(m2_ptr + i, q - s * s / n, mask=cols < C)  # and its sum of squared deviations
+
+    @triton.jit
+    def _combine_kernel(
+        mean_part, m2_part, rm_ptr, rv_ptr, mean_ptr, invstd_ptr, T, R, C, NCH, eps, momentum,
+        UPDATE: tl.constexpr, BR: tl.constexpr, BCH: tl.constexpr, BC: tl.constexpr,
+    ):  # fmt: skip
+        cols = tl.program_id(0) * BC + tl.arange(0, BC)
+        cm = cols < C
+        total = (R * T).to(tl.float32)
+        acc = tl.zeros([BC], tl.float32)
+        for i0 in range(0, NCH, BCH):
+            ch = i0 + tl.arange(0, BCH)
+            mm = (ch < NCH)[:, None] & cm[None, :]
+            n = (tl.minimum(R - ch.to(tl.int64) * BR, BR) * T).to(tl.float32)
+            mu = tl.load(mean_part + ch[:, None] * C + cols[None, :], mask=mm, other=0.0)
+            acc += tl.sum(tl.where(mm, mu * n[:, None], 0.0), axis=0)
+        mean = acc / total
+        m2 = tl.zeros([BC], tl.float32)
+        for i0 in range(0, NCH, BCH):
+            ch = i0 + tl.arange(0, BCH)
+            mm = (ch < NCH)[:, None] & cm[None, :]
+            n = (tl.minimum(R - ch.to(tl.int64) * BR, BR) * T).to(tl.float32)
+            i = ch[:, None] * C + cols[None, :]
+            mu = tl.load(mean_part + i, mask=mm, other=0.0)
+            d = mu - mean[None, :]
+            m2 += tl.sum(tl.where(mm, tl.load(m2_part + i, mask=mm, other=0.0) + n[:, None] * d * d, 0.0), axis=0)
+        invstd = 1.0 / tl.sqrt(m2 / total + eps)
+        tl.store(mean_ptr + cols, mean, mask=cm)
+        tl.store(invstd_ptr + cols, invstd, mask=cm)
+        if UPDATE:
+            rm = tl.load(rm_ptr + cols, mask=cm, other=0.0).to(tl.float32)
+            rv = tl.load(rv_ptr + cols, mask=cm, other=0.0).to(tl.float32)
+            unbiased = m2 / tl.maximum(total - 1.0, 1.0)
+            tl.store(rm_ptr + cols, (1.0 - momentum) * rm + momentum * mean, mask=cm)
+            tl.store(rv_ptr + cols, (1.0 - momentum) * rv + momentum * unbiased, mask=cm)
+
+    @triton.jit
+    def _affine(w_ptr, b_ptr, cols, cm, HAS_W: tl.constexpr):
+        if HAS_W:
+            w = tl.load(w_ptr + cols, mask=cm, other=0.0).to(tl.float32)
+            b = tl.load(b_ptr + cols, mask=cm, other=0.0).to(tl.float32)
+        else:
+            w = tl.zeros_like(cols.to(tl.float32)) + 1.0
+            b = tl.zeros_like(cols.to(tl.float32))
+        return w, b
+
+    @triton.jit
+    def _fwd_kernel(
+        y_ptr, mean_ptr, invstd_ptr, w_ptr, b_ptr, s_ptr, h_ptr, vt_ptr, T, R, C, NTOK, HEADS, DH,
+        a, b, c, theta, v_reset, v0,
+        HAS_W: tl.constexpr, SOFT: tl.constexpr, HAS_C: tl.constexpr, KEEP_H: tl.constexpr, SPLIT: tl.constexpr,
+        BR: tl.constexpr, BC: tl.constexpr,
+    ):  # fmt: skip
+        rows, cols, m, off = _tile(R, C, BR, BC)
+        soff = _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT)
+        cm = cols < C
+        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
+        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        w, bias = _affine(w_ptr, b_ptr, cols, cm, HAS_W)
+        step = R * C
+        v = tl.zeros([BR, BC], tl.float32) + v0
+        for t in range(T):
+            y = tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32)
+            # BatchNorm's output, rounded to its dtype as a separate BatchNorm would store it; then one neuron step
+            z = (w[None, :] * (y - mean) * invstd + bias[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
+            h = v * a + z * b
+            if HAS_C:
+                h = h + c
+            fire = (h - theta) >= 0.0
+            if SOFT:
+                v = tl.where(fire, h - theta, h)
+            else:
+                v = tl.where(fire, v_reset, h)
+            tl.store(s_ptr + t * step + soff, fire.to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
+            if KEEP_H:
+                tl.store(h_ptr + t * step + off, h, mask=m)
+        tl.store(vt_ptr + off, v, mask=m)
+
+    @triton.jit
+    def _bwd_kernel(
+        h_ptr, gs_ptr, y_ptr, mean_ptr, invstd_ptr, gz_ptr, sum_ptr, dot_ptr, T, R, C, NTOK, HEADS, DH,
+        a, b, theta, v_reset, alpha,
+        SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr, SPLIT: tl.constexpr,
+        BR: tl.constexpr, BC: tl.constexpr,
+    ):  # fmt: skip
+        rows, cols, m, off = _tile(R, C, BR, BC)
+        soff = _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT)
+        cm = cols < C
+        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
+        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        step = R * C
+        g_v = tl.zeros([BR, BC], tl.float32)
+        sg = tl.zeros([BC], tl.float32)
+        sgx = tl.zeros([BC], tl.float32)
+        for r in range(T):
+            t = T - 1 - r
+            h = tl.load(h_ptr + t * step + off, mask=m, other=0.0)
+            gs = tl.load(gs_ptr + t * step + soff, mask=m, other=0.0).to(tl.float32)
+            d = _surrogate_grad(h - theta, alpha, KIND)
+            if SOFT:
+                if DETACH:
+                    g_h = gs * d + g_v
+                else:
+                    g_h = gs * d + g_v * (1.0 - theta * d)
+            else:
+                keep = 1.0 - ((h - theta) >= 0.0).to(tl.float32)
+                if DETACH:
+                    g_h = gs * d + g_v * keep
+                else:
+                    g_h = gs * d + g_v * (keep + (v_reset - h) * d)
+            g_v = g_h * a
+            # dL/dz as stored (rounded to its dtype): the sums and the second pass see the same values
+            gz = (g_h * b).to(gz_ptr.dtype.element_ty)
+            tl.store(gz_ptr + t * step + off, gz, mask=m)
+            gz = tl.where(m, gz.to(tl.float32), 0.0)
+            xhat = (tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32) - mean) * invstd
+            sg += tl.sum(gz, axis=0)
+            sgx += tl.sum(gz * xhat, axis=0)
+        i = tl.program_id(0) * C + cols
+        tl.store(sum_ptr + i, sg, mask=cm)
+        tl.store(dot_ptr + i, sgx, mask=cm)
+
+    @triton.jit
+    def _grad_input_kernel(
+        gz_ptr, y_ptr, mean_ptr, invstd_ptr, w_ptr, sum_ptr, dot_ptr, gy_ptr, M, C, inv_count,
+        HAS_W: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
+    ):  # fmt: skip
+        rows, cols, m, off = _tile(M, C, BR, BC)
+        cm = cols < C
+        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
+        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        w, _ = _affine(w_ptr, w_ptr, cols, cm, HAS_W)
+        mg = (tl.load(sum_ptr + cols, mask=cm, other=0.0) * inv_count)[None, :]
+        mgx = (tl.load(dot_ptr + cols, mask=cm, other=0.0) * inv_count)[None, :]
+        gz = tl.load(gz_ptr + off, mask=m, other=0.0).to(tl.float32)
+        xhat = (tl.load(y_ptr + off, mask=m, other=0.0).to(tl.float32) - mean) * invstd
+        gy = (gz - mg - xhat * mgx) * invstd * w[None, :]
+        tl.store(gy_ptr + off, gy.to(gy_ptr.dtype.element_ty), mask=m)
+
+
+def _rows(y: torch.Tensor, images: bool) -> torch.Tensor:
+    """``y`` laid out as rows of channels: channels-last for images ``[N, C, H, W]``, contiguous otherwise."""
+    return y.contiguous(memory_format=torch.channels_last) if images else y.contiguous()
+
+
+def _channels(y: torch.Tensor, images: bool) -> int:
+    return y.shape[1] if images else y.shape[-1]
+
+
+def _grid(rows: int, c: int, br: int) -> tuple[int, int]:
+    return (triton.cdiv(rows, br), triton.cdiv(c, _COLS))
+
+
+class _BNLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, weight, bias, running_mean, running_var, timesteps, momentum, eps, neuron, heads, images):  # type: ignore[override]
+        a, b, c, theta, v_reset, detach_reset, surrogate, alpha, v0 = neuron
+        y = _rows(y, images)
+        cc = _channels(y, images)
+        r = y.numel() // (cc * timesteps)
+        dev = y.device
+        nch = triton.cdiv(r, _STATS_ROWS)
+        mean_part = torch.empty(nch, cc, device=dev, dtype=torch.float32)
+        m2_part = torch.empty_like(mean_part)
+        mean, invstd = torch.empty(cc, device=dev), torch.empty(cc, device=dev)
+        has_w, update = weight is not None, running_mean is not None
+        _stats_kernel[_grid(r, cc, _STATS_ROWS)](y, mean_part, m2_part, timesteps, r, cc, BR=_STATS_ROWS, BC=_COLS)
+        _combine_kernel[(triton.cdiv(cc, _COLS),)](
+            mean_part, m2_part, running_mean if update else mean, running_var if update else mean, mean, invstd,
+            timesteps, r, cc, nch, eps, momentum, UPDATE=update, BR=_STATS_ROWS, BCH=_CHUNKS, BC=_COLS,
+        )  # fmt: skip
+        if heads:
+            t_b_n = y.shape[:-1]  # [T, B, N]
+            s = torch.empty(*t_b_n[:2], heads, t_b_n[2], cc // heads, device=dev, dtype=y.dtype)
+            ntok = t_b_n[2]
+        else:
+            s, ntok = torch.empty_like(y), 1
+        keep_h = any(ctx.needs_input_grad[:3])
+        h = torch.empty(y.shape, device=dev, dtype=torch.float32) if keep_h else s
+        v_t = torch.empty(r, cc, device=dev, dtype=torch.float32)
+        _fwd_kernel[_grid(r, cc, _ROWS)](
+            y, mean, invstd, weight if has_w else mean, bias if has_w else mean, s, h, v_t, timesteps, r, cc,
+            ntok, max(heads, 1), cc // max(heads, 1), a, b, c, theta, 0.0 if v_reset is None else v_reset, v0,
+            HAS_W=has_w, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h, SPLIT=bool(heads),
+            BR=_ROWS, BC=_COLS, num_warps=4, enable_fp_fusion=False,
+        )  # fmt: skip
+        ctx.save_for_backward(y, h, mean, invstd, weight)
+        ctx.params = (timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha, has_w)
+        ctx.mark_non_differentiable(v_t)
+        return s, v_t
+
+    @staticmethod
+    def backward(ctx, grad_s, _grad_v):  # type: ignore[override]
+        y, h, mean, invstd, weight = ctx.saved_tensors
+        timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha, has_w = ctx.params
+        cc = _channels(y, images)
+        r = y.numel() // (cc * timesteps)
+        gs = _rows(grad_s, images)
+        gz = torch.empty_like(y)
+        nch = triton.cdiv(r, _ROWS)
+        sums = torch.empty(2, nch, cc, device=y.device, dtype=torch.float32)
+        _bwd_kernel[_grid(r, cc, _ROWS)](
+            h, gs, y, mean, invstd, gz, sums[0], sums[1], timesteps, r, cc, y.shape[-2] if heads else 1,
+            max(heads, 1), cc // max(heads, 1), a, b, theta, 0.0 if v_reset is None else v_reset, alpha,
+            SOFT=v_reset is None, DETACH=detach_reset, KIND=triton_lif.SURROGATES[surrogate], SPLIT=bool(heads),
+            BR=_ROWS, BC=_COLS, num_warps=4, enable_fp_fusion=False,
+        )  # fmt: skip
+        total = sums.sum(1)  # [2, C]: sum of dL/dz (the bias gradient), of dL/dz * ŷ (the weight gradient)
+        gy = torch.empty_like(y)
+        _grad_input_kernel[_grid(r * timesteps, cc, _ROWS)](
+            gz, y, mean, invstd, weight if has_w else mean, total[0], total[1], gy, r * timesteps, cc,
+            1.0 / (r * timesteps), HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=4,
+        )  # fmt: skip
+        gw = total[1].to(weight.dtype) if has_w and ctx.needs_input_grad[1] else None
+        gb = total[0].to(weight.dtype) if has_w and ctx.needs_input_grad[2] else None
+        return gy, gw, gb, None, None, None, None, None, None, None, None
+
+
+def bn_lif(
+    y: torch.Tensor,
+    timesteps: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    a: float,
+    b: float,
+    v_rest: float,
+    theta: float,
+    v_reset: float | None,
+    detach_reset: bool,
+    surrogate: str,
+    alpha: float,
+    heads: int = 0,
+    images: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-mode BatchNorm over the channels of ``y``, then a LIF/IF neuron from rest over ``timesteps`` steps.
+
+    ``y``: ``[T, ..., C]``, or with ``images`` a convolution's ``[T*B, C, H, W]`` (channels-last is read in place).
+    Neuron: ``h = a v + b z + (1 - a) v_rest``, threshold ``theta``, hard reset to ``v_reset`` (``None``: soft),
+    surrogate ``surrogate`` with sharpness ``alpha`` (``spikeformer.functional.fused`` has the equations). ``heads``
+    (``y`` ``[T, B, N, C]`` only): spikes ``[T, B, heads, N, C/heads]``. ``running_mean``/``running_var`` (``None``: not
+    tracked) are updated in place with ``momentum``. Returns ``(spikes like y, or head-split; v_T float32 shaped like
+    one step of the spikes, no gradient)``.
+    """
+    if images and (y.dim() != 4 or heads or y.shape[0] % timesteps):
+        raise ValueError(f"images: y must be [T*B, C, H, W] with T = {timesteps} and no heads, got {list(y.shape)}")
+    if heads and (y.dim() != 4 or y.shape[-1] % heads):
+        raise ValueError(f"a head split needs y [T, B, N, C] with C divisible by heads, got {list(y.shape)}, {heads}")
+    if y.numel() % (_channels(y, images) * timesteps):
+        raise ValueError(f"y of shape {list(y.shape)} does not hold {timesteps} equal time steps")
+    if surrogate not in triton_lif.SURROGATES:
+        raise ValueError(f"unknown surrogate {surrogate!r}; accepted: {sorted(triton_lif.SURROGATES)}")
+    neuron = (a, b, (1.0 - a) * v_rest, theta, v_reset, detach_reset, surrogate, alpha, v_rest)
+    s, v_t = _BNLIF.apply(y, weight, bias, running_mean, running_var, timesteps, momentum, eps, neuron, heads, images)
+    if images:  # rows of a channels-last [B, C, H, W] step
+        n, c, hh, ww = y.shape
+        return s, v_t.view(n // timesteps, hh, ww, c).permute(0, 3, 1, 2)
+    if heads:
+        return s, v_t.view(*s.shape[1:2], s.shape[3], heads, s.shape[4]).transpose(1, 2)
+    return s, v_t.view(y.shape[1:])
