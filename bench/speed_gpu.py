@@ -12,7 +12,8 @@ alternately in one process with CUDA events (medians of ``--repeats``). Sections
 3. inference at batch 256 (images/s) and batch 1 (ms, host input to host logits for ours), ours through ``Runner``
    in float32 and bfloat16, with and without CUDA graphs;
 4. training throughput at batch 128 (forward + backward + AdamW), float32 and bf16 autocast, ours with the Triton
-   neurons (and channels-last);
+   neurons, the fused BatchNorm + neuron kernels (``spikeformer.functional.triton_bn_lif``; once more with the
+   ``nn.BatchNorm`` modules instead, as an A/B) and channels-last;
 5. ``--compile``: the same through ``torch.compile`` (only while ``--deadline-s`` leaves time);
 6. ``--profile``: the kernels that take the time in ours (bf16 inference at batch 256, a bf16 training step), as
    tables in ``DIR/profile_*.txt``.
@@ -145,13 +146,15 @@ def _training(rep: Report, dev: torch.device, batch: int, timeit, time_left) -> 
     """Training throughput at ``batch``: both frameworks eagerly (as their users run them) and with the whole step
     captured as a CUDA graph (``spikeformer.train.graphed``; SpikingJelly too when its step can be captured), float32
     and bf16 autocast; plus a check that the captured step trains exactly like the eager one."""
+    from spikeformer.functional import triton_bn_lif
     from spikeformer.train.graphed import GraphedStep, tensor_lr
 
     cuda = dev.type == "cuda"
     x = torch.rand(batch, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (batch,), device=dev)
 
-    def throughput(sj: bool, amp: bool, graphed: bool, fused: bool) -> float:
+    def throughput(sj: bool, amp: bool, graphed: bool, fused: bool, bn_kernels: bool = True) -> float:
+        triton_bn_lif.ENABLED = bn_kernels  # False: our BatchNorms through the nn modules (the A/B of those kernels)
         model = _sj_for_training(dev) if sj else _ours_for_training(dev)
         # fused=True: PyTorch's single-kernel AdamW (CUDA); otherwise its default (foreach), as most scripts use it
         opt = torch.optim.AdamW(model.parameters(), capturable=graphed, fused=fused or None)
@@ -196,6 +199,8 @@ def _training(rep: Report, dev: torch.device, batch: int, timeit, time_left) -> 
             entry["spikingjelly_fused_adamw_img_s"] = throughput(True, amp, False, True)
             entry["ours_fused_adamw_img_s"] = throughput(False, amp, False, True)
             entry["ours_graphed_img_s"] = throughput(False, amp, True, True)
+            entry["ours_graphed_nn_batchnorm_img_s"] = throughput(False, amp, True, True, bn_kernels=False)
+            triton_bn_lif.ENABLED = True
             try:
                 entry["spikingjelly_graphed_img_s"] = throughput(True, amp, True, True)
             except Exception as e:  # noqa: BLE001 - report why SpikingJelly's step could not be captured

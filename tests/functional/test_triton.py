@@ -244,13 +244,19 @@ if INTERPRETED or ON_GPU:
         ("cls", "v_reset", "detach_reset", "surrogate"),
         [(LIF, 0.0, True, Sigmoid), (LIF, None, False, ATan), (IF, -0.2, False, FastSigmoid)],
     )
-    def test_fused_batchnorm_and_neuron_match_the_modules(images, heads, dtype, cls, v_reset, detach_reset, surrogate):
+    @pytest.mark.parametrize("programs", [1024, 1])
+    def test_fused_batchnorm_and_neuron_match_the_modules(
+        images, heads, dtype, cls, v_reset, detach_reset, surrogate, programs, monkeypatch
+    ):
         """Training-mode BatchNorm + neuron in two kernels each way: the same spikes, running statistics, final
         membrane and gradients (input, BatchNorm weight and bias) as the modules one after the other. The tiles are
-        smaller than the inputs (several row blocks and channel blocks, partial ones at the edges)."""
+        smaller than the inputs (several row blocks and channel blocks, partial ones at the edges); ``programs=1``
+        makes the reducing kernels walk several row tiles per program (as on large layers)."""
         from torch import nn
 
         from spikeformer.functional import triton_bn_lif
+
+        monkeypatch.setattr(triton_bn_lif, "_PROGRAMS", programs)
 
         torch.manual_seed(zlib.crc32(repr((images, heads, dtype, cls.__name__, v_reset)).encode()))
         timesteps, c = 3, (72 if images else 96)
@@ -278,8 +284,8 @@ if INTERPRETED or ON_GPU:
         s = s.reshape(s_ref.shape)
         assert s.dtype == dtype and s.shape == s_ref.shape
         agree = (s == s_ref).float().mean().item()
-        if dtype == torch.float32:
-            assert agree == 1.0
+        if dtype == torch.float32:  # (statistics summed in another order may move a spike sitting on the threshold)
+            assert agree > 0.9999, agree
         else:  # BatchNorm outputs rounded to bf16 from statistics that differ in the last float32 bits
             assert agree > 0.998, agree
         assert torch.allclose(bn.running_mean, bn_ref.running_mean, atol=1e-6)
@@ -298,7 +304,7 @@ if INTERPRETED or ON_GPU:
         for mine, ref, *true in zip(grads, grads_ref, *([exact] if dtype == torch.bfloat16 else []), strict=True):
             assert mine.dtype == ref.dtype and mine.shape == ref.shape
             if dtype == torch.float32:
-                assert (mine - ref).norm() / ref.norm() < 1e-4
+                assert (mine - ref).norm() / ref.norm() < (1e-4 if agree == 1.0 else 2e-3)
             else:
                 # bf16 moves about 0.1 % of the spikes either way (the modules also round the resting potential to
                 # bf16), and a moved spike moves its surrogate gradients (with an undetached reset, the later steps'
@@ -306,9 +312,11 @@ if INTERPRETED or ON_GPU:
                 err, err_ref = ((t.float() - true[0]).norm() / true[0].norm() for t in (mine, ref))
                 assert err < 0.15 and err_ref < 0.15, (err, err_ref)
 
-    def test_fused_batchnorm_in_a_model_trains_like_the_modules():
-        """A whole Spikformer in training mode: every conv/linear + BatchNorm + neuron runs fused (17 of them) and the
-        logits, gradients and running statistics equal those of the torch-backend reference."""
+    @pytest.mark.parametrize("pool_position", ["after_neuron", "before_neuron"])
+    def test_fused_batchnorm_in_a_model_trains_like_the_modules(pool_position, monkeypatch):
+        """A whole Spikformer in training mode: every conv/linear + BatchNorm + neuron runs fused (with SpikingJelly's
+        max-pool before the neuron, the two pooled stages run the Triton BatchNorm alone) and the logits, gradients
+        and running statistics equal those of the torch-backend reference."""
         import copy
 
         from spikeformer.functional import triton_bn_lif
@@ -316,18 +324,27 @@ if INTERPRETED or ON_GPU:
         from spikeformer.nn import set_backend
 
         torch.manual_seed(9)
-        ref = create_model("spikformer-2-128-fmnist").train()
+        ref = create_model("spikformer-2-128-fmnist", pool_position=pool_position).train()
         model = copy.deepcopy(ref).to(memory_format=torch.channels_last)
         set_backend(model, "fused")
         calls = []
-        real = triton_bn_lif._BNLIF.apply
-        triton_bn_lif._BNLIF.apply = lambda *a: calls.append(1) or real(*a)
+        real = triton_bn_lif._BNLIF.apply, triton_bn_lif._BatchNorm.apply
+        triton_bn_lif._BNLIF.apply = lambda *a: calls.append("bn_lif") or real[0](*a)
+        triton_bn_lif._BatchNorm.apply = lambda *a: calls.append("bn") or real[1](*a)
         try:
             x = torch.rand(3, 1, 28, 28)
-            out_ref, out = ref(x), model(x)
+            with monkeypatch.context() as m:  # the reference: nn.BatchNorm modules and the torch neurons
+                m.setattr(triton_bn_lif, "ENABLED", False)
+                with torch.no_grad():
+                    ref(x)
+                out_ref = ref(x)
+            with torch.no_grad():  # without gradients: the modules (no kernel calls); running statistics move alike
+                model(x)
+            out = model(x)
         finally:
-            triton_bn_lif._BNLIF.apply = real
-        assert len(calls) == 17
+            triton_bn_lif._BNLIF.apply, triton_bn_lif._BatchNorm.apply = real
+        pooled = 2 if pool_position == "before_neuron" else 0
+        assert calls.count("bn_lif") == 17 - pooled and calls.count("bn") == pooled
         assert torch.allclose(out, out_ref, atol=1e-5)
         g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
         g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
@@ -337,3 +354,39 @@ if INTERPRETED or ON_GPU:
             assert torch.allclose(mine, theirs, atol=1e-5 * scale, rtol=1e-3)
         for (name, mine), theirs in zip(model.named_buffers(), ref.buffers(), strict=True):
             assert torch.allclose(mine.float(), theirs.float(), atol=1e-5), name
+
+    @pytest.mark.parametrize(
+        ("images", "dtype"), [(True, torch.float32), (False, torch.float32), (True, torch.bfloat16)]
+    )
+    def test_triton_batchnorm_matches_torch(images, dtype, monkeypatch):
+        """The BatchNorm kernels alone (a BatchNorm that a max-pool reads): output, running statistics and gradients
+        as ``nn.BatchNorm`` computes them in float32, several row tiles per reducing program."""
+        from torch import nn
+
+        from spikeformer.functional import triton_bn_lif
+
+        monkeypatch.setattr(triton_bn_lif, "_PROGRAMS", 1)
+        torch.manual_seed(10)
+        if images:
+            y0 = (torch.randn(6, 40, 9, 7) * 3 - 1).contiguous(memory_format=torch.channels_last)
+            bn_ref, bn = nn.BatchNorm2d(40), nn.BatchNorm2d(40)
+        else:
+            y0, bn_ref, bn = torch.randn(300, 72) * 3 - 1, nn.BatchNorm1d(72), nn.BatchNorm1d(72)
+        with torch.no_grad():
+            bn_ref.weight.uniform_(-1.5, 1.5)
+            bn_ref.bias.uniform_(-0.3, 0.3)
+        bn.load_state_dict(bn_ref.state_dict())
+        y_ref, y = y0.to(dtype).requires_grad_(True), y0.to(dtype).requires_grad_(True)
+        z_ref = bn_ref(y_ref.float())
+        z = triton_bn_lif.batch_norm(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, 0.1, 1e-5, images)
+        assert z.dtype == dtype and z.shape == y.shape
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        assert torch.allclose(z.float(), z_ref, atol=tol, rtol=tol)
+        assert torch.allclose(bn.running_mean, bn_ref.running_mean, atol=1e-6)
+        assert torch.allclose(bn.running_var, bn_ref.running_var, rtol=1e-5)
+        g = torch.randn(y0.shape)
+        grads_ref = torch.autograd.grad((z_ref * g).sum(), (y_ref, bn_ref.weight, bn_ref.bias))
+        grads = torch.autograd.grad((z.float() * g).sum(), (y, bn.weight, bn.bias))
+        for mine, ref in zip(grads, grads_ref, strict=True):
+            assert mine.dtype == ref.dtype
+            assert (mine.float() - ref.float()).norm() / ref.float().norm() < (1e-5 if dtype == torch.float32 else 1e-2)

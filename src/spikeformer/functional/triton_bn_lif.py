@@ -17,8 +17,13 @@ output ``[T*B, C, H, W]``):
 The neuron's spikes can be written straight into the head-split layout ``[T, B, H, N, C/H]`` that the attention
 products read (and their gradient read from it), so the split costs no copy in either direction. Arithmetic is
 float32 whatever the input dtype; the neuron steps are those of ``spikeformer.functional.triton_lif`` (built without
-floating-point contraction). The result matches ``nn.BatchNorm`` then the neuron up to float32 rounding of the
-statistics (tested in ``tests/functional/test_triton.py`` in Triton's interpreter and, on a GPU, compiled).
+floating-point contraction). For the backward pass the kernel keeps ``h - theta`` in the input's dtype: exact for
+float32 inputs; under bf16/fp16 autocast the spikes and reset decisions are still exact (the sign of ``h - theta``
+survives the rounding) and the surrogate derivative is evaluated at the rounded value (a relative error of the order
+of that dtype's precision), for two bytes per element less traffic each way. The forward result matches
+``nn.BatchNorm`` then the neuron up to float32 rounding of the statistics (tested in ``tests/functional/test_triton.py``
+in Triton's interpreter and, on a GPU, compiled). The reducing kernels keep per-thread partial sums over several row
+tiles and reduce across the tile once.
 """
 
 from __future__ import annotations
@@ -33,24 +38,30 @@ try:
 except ImportError:  # pragma: no cover - depends on the install
     triton = None
 
-__all__ = ["available", "bn_lif"]
+__all__ = ["available", "bn_lif", "batch_norm"]
 
-_STATS_ROWS, _ROWS, _COLS = 64, 32, 64  # tile: rows of the statistics kernel, rows and channels of the others
-_CHUNKS = 64  # partial results the combining kernels read at a time
+_ROWS, _COLS = 32, 64  # tile: rows (of C channels) and channels
+_CHUNKS = 64  # partial results the combining kernel reads at a time
+_PROGRAMS = 1024  # the reducing kernels give each program enough row tiles to make about this many programs
+
+
+# Switch for A/B measurements (``bench/speed_gpu.py``): False sends every BatchNorm back to the ``nn`` modules.
+ENABLED = True
 
 
 def available(t: torch.Tensor) -> bool:
-    """True when the fused kernels can run on ``t`` (as ``triton_lif.available``)."""
-    return triton_lif.available(t)
+    """True when the fused kernels can run on ``t`` (as ``triton_lif.available``) and ``ENABLED``."""
+    return ENABLED and triton_lif.available(t)
 
 
 if triton is not None:
     from spikeformer.functional.triton_lif import _surrogate_grad
 
     @triton.jit
-    def _tile(R, C, BR: tl.constexpr, BC: tl.constexpr):
-        """Rows, channels, mask and row-major offsets of this program's ``[BR, BC]`` tile of a ``[R, C]`` step."""
-        rows = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
+    def _tile(R, C, BR: tl.constexpr, BC: tl.constexpr, i=0, ITERS: tl.constexpr = 1):
+        """Rows, channels, mask and row-major offsets of this program's ``[BR, BC]`` tile of a ``[R, C]`` step (tile
+        ``i`` of the ``ITERS`` consecutive row tiles of a reducing kernel's program)."""
+        rows = (tl.program_id(0).to(tl.int64) * ITERS + i) * BR + tl.arange(0, BR)
         cols = tl.program_id(1) * BC + tl.arange(0, BC)
         m = (rows < R)[:, None] & (cols < C)[None, :]
         return rows, cols, m, rows[:, None] * C + cols[None, :]
@@ -66,27 +77,32 @@ if triton is not None:
         return off
 
     @triton.jit
-    def _stats_kernel(y_ptr, sum_ptr, m2_ptr, T, R, C, BR: tl.constexpr, BC: tl.constexpr):
-        # Shifted data (Chan, Golub and LeVeque 1983): sums of y - K with K the block's first value per channel keep
-        # the sum of squares from cancelling when the mean is large against the spread.
-        rows, cols, m, off = _tile(R, C, BR, BC)
+    def _stats_kernel(y_ptr, mean_ptr, m2_ptr, T, R, C, BR: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr):
+        # Shifted data (Chan, Golub and LeVeque 1983): sums of y - K with K the chunk's first value per channel keep
+        # the sum of squares from cancelling when the mean is large against the spread. Per-thread partial sums; one
+        # reduction across the tile at the end.
+        cols = tl.program_id(1) * BC + tl.arange(0, BC)
+        first = tl.program_id(0).to(tl.int64) * ITERS * BR
+        k = tl.load(y_ptr + first * C + cols, mask=cols < C, other=0.0).to(tl.float32)[None, :]
         step = R * C
-        k = tl.load(y_ptr + tl.program_id(0).to(tl.int64) * BR * C + cols, mask=cols < C, other=0.0).to(tl.float32)
-        s = tl.zeros([BC], tl.float32)
-        q = tl.zeros([BC], tl.float32)
-        for t in range(T):
-            d = tl.where(m, tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32) - k[None, :], 0.0)
-            s += tl.sum(d, axis=0)
-            q += tl.sum(d * d, axis=0)
-        n = (tl.minimum(R - tl.program_id(0).to(tl.int64) * BR, BR) * T).to(tl.float32)
+        s = tl.zeros([BR, BC], tl.float32)
+        q = tl.zeros([BR, BC], tl.float32)
+        for i in range(ITERS):
+            _, _, m, off = _tile(R, C, BR, BC, i, ITERS)
+            for t in range(T):
+                d = tl.where(m, tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32) - k, 0.0)
+                s += d
+                q += d * d
+        s1 = tl.sum(s, axis=0)
+        n = (tl.minimum(R - first, ITERS * BR) * T).to(tl.float32)
         i = tl.program_id(0) * C + cols
-        tl.store(sum_ptr + i, s / n + k, mask=cols < C)  # the block's mean
-        tl.store(m2_ptr + i, q - s * s / n, mask=cols < C)  # and its sum of squared deviations
+        tl.store(mean_ptr + i, s1 / n + tl.sum(k, axis=0), mask=cols < C)  # the chunk's mean
+        tl.store(m2_ptr + i, tl.sum(q, axis=0) - s1 * s1 / n, mask=cols < C)  # and its sum of squared deviations
 
     @triton.jit
     def _combine_kernel(
         mean_part, m2_part, rm_ptr, rv_ptr, mean_ptr, invstd_ptr, T, R, C, NCH, eps, momentum,
-        UPDATE: tl.constexpr, BR: tl.constexpr, BCH: tl.constexpr, BC: tl.constexpr,
+        CHUNK, UPDATE: tl.constexpr, BCH: tl.constexpr, BC: tl.constexpr,
     ):  # fmt: skip
         cols = tl.program_id(0) * BC + tl.arange(0, BC)
         cm = cols < C
@@ -95,7 +111,7 @@ if triton is not None:
         for i0 in range(0, NCH, BCH):
             ch = i0 + tl.arange(0, BCH)
             mm = (ch < NCH)[:, None] & cm[None, :]
-            n = (tl.minimum(R - ch.to(tl.int64) * BR, BR) * T).to(tl.float32)
+            n = (tl.minimum(R - ch.to(tl.int64) * CHUNK, CHUNK) * T).to(tl.float32)
             mu = tl.load(mean_part + ch[:, None] * C + cols[None, :], mask=mm, other=0.0)
             acc += tl.sum(tl.where(mm, mu * n[:, None], 0.0), axis=0)
         mean = acc / total
@@ -103,7 +119,7 @@ if triton is not None:
         for i0 in range(0, NCH, BCH):
             ch = i0 + tl.arange(0, BCH)
             mm = (ch < NCH)[:, None] & cm[None, :]
-            n = (tl.minimum(R - ch.to(tl.int64) * BR, BR) * T).to(tl.float32)
+            n = (tl.minimum(R - ch.to(tl.int64) * CHUNK, CHUNK) * T).to(tl.float32)
             i = ch[:, None] * C + cols[None, :]
             mu = tl.load(mean_part + i, mask=mm, other=0.0)
             d = mu - mean[None, :]
@@ -156,8 +172,8 @@ if triton is not None:
             else:
                 v = tl.where(fire, v_reset, h)
             tl.store(s_ptr + t * step + soff, fire.to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
-            if KEEP_H:
-                tl.store(h_ptr + t * step + off, h, mask=m)
+            if KEEP_H:  # h - theta (its sign is the spike even in bf16: |h - theta| is 0 or above 1e-38)
+                tl.store(h_ptr + t * step + off, (h - theta).to(h_ptr.dtype.element_ty), mask=m)
         tl.store(vt_ptr + off, v, mask=m)
 
     @triton.jit
@@ -165,44 +181,79 @@ if triton is not None:
         h_ptr, gs_ptr, y_ptr, mean_ptr, invstd_ptr, gz_ptr, sum_ptr, dot_ptr, T, R, C, NTOK, HEADS, DH,
         a, b, theta, v_reset, alpha,
         SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr, SPLIT: tl.constexpr,
-        BR: tl.constexpr, BC: tl.constexpr,
+        BR: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr,
     ):  # fmt: skip
-        rows, cols, m, off = _tile(R, C, BR, BC)
-        soff = _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT)
+        cols = tl.program_id(1) * BC + tl.arange(0, BC)
         cm = cols < C
         mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
         invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
         step = R * C
-        g_v = tl.zeros([BR, BC], tl.float32)
-        sg = tl.zeros([BC], tl.float32)
-        sgx = tl.zeros([BC], tl.float32)
-        for r in range(T):
-            t = T - 1 - r
-            h = tl.load(h_ptr + t * step + off, mask=m, other=0.0)
-            gs = tl.load(gs_ptr + t * step + soff, mask=m, other=0.0).to(tl.float32)
-            d = _surrogate_grad(h - theta, alpha, KIND)
-            if SOFT:
-                if DETACH:
-                    g_h = gs * d + g_v
+        sg = tl.zeros([BR, BC], tl.float32)
+        sgx = tl.zeros([BR, BC], tl.float32)
+        for i in range(ITERS):
+            rows, _, m, off = _tile(R, C, BR, BC, i, ITERS)
+            soff = _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT)
+            g_v = tl.zeros([BR, BC], tl.float32)
+            for r in range(T):
+                t = T - 1 - r
+                hm = tl.load(h_ptr + t * step + off, mask=m, other=0.0).to(tl.float32)  # h - theta
+                gs = tl.load(gs_ptr + t * step + soff, mask=m, other=0.0).to(tl.float32)
+                y = tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32)
+                d = _surrogate_grad(hm, alpha, KIND)
+                if SOFT:
+                    if DETACH:
+                        g_h = gs * d + g_v
+                    else:
+                        g_h = gs * d + g_v * (1.0 - theta * d)
                 else:
-                    g_h = gs * d + g_v * (1.0 - theta * d)
-            else:
-                keep = 1.0 - ((h - theta) >= 0.0).to(tl.float32)
-                if DETACH:
-                    g_h = gs * d + g_v * keep
-                else:
-                    g_h = gs * d + g_v * (keep + (v_reset - h) * d)
-            g_v = g_h * a
-            # dL/dz as stored (rounded to its dtype): the sums and the second pass see the same values
-            gz = (g_h * b).to(gz_ptr.dtype.element_ty)
-            tl.store(gz_ptr + t * step + off, gz, mask=m)
-            gz = tl.where(m, gz.to(tl.float32), 0.0)
-            xhat = (tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32) - mean) * invstd
-            sg += tl.sum(gz, axis=0)
-            sgx += tl.sum(gz * xhat, axis=0)
+                    keep = 1.0 - (hm >= 0.0).to(tl.float32)
+                    if DETACH:
+                        g_h = gs * d + g_v * keep
+                    else:
+                        g_h = gs * d + g_v * (keep + (v_reset - theta - hm) * d)
+                g_v = g_h * a
+                # dL/dz as stored (rounded to its dtype): the sums and the second pass see the same values
+                gz = (g_h * b).to(gz_ptr.dtype.element_ty)
+                tl.store(gz_ptr + t * step + off, gz, mask=m)
+                gz = tl.where(m, gz.to(tl.float32), 0.0)
+                sg += gz
+                sgx += gz * (y - mean) * invstd
         i = tl.program_id(0) * C + cols
-        tl.store(sum_ptr + i, sg, mask=cm)
-        tl.store(dot_ptr + i, sgx, mask=cm)
+        tl.store(sum_ptr + i, tl.sum(sg, axis=0), mask=cm)
+        tl.store(dot_ptr + i, tl.sum(sgx, axis=0), mask=cm)
+
+    @triton.jit
+    def _normalize_kernel(
+        y_ptr, mean_ptr, invstd_ptr, w_ptr, b_ptr, z_ptr, M, C, HAS_W: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr
+    ):  # fmt: skip
+        _, cols, m, off = _tile(M, C, BR, BC)
+        cm = cols < C
+        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
+        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        w, bias = _affine(w_ptr, b_ptr, cols, cm, HAS_W)
+        y = tl.load(y_ptr + off, mask=m, other=0.0).to(tl.float32)
+        tl.store(z_ptr + off, (w[None, :] * (y - mean) * invstd + bias[None, :]).to(z_ptr.dtype.element_ty), mask=m)
+
+    @triton.jit
+    def _reduce_grad_kernel(
+        gz_ptr, y_ptr, mean_ptr, invstd_ptr, sum_ptr, dot_ptr, M, C,
+        BR: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr,
+    ):  # fmt: skip
+        cols = tl.program_id(1) * BC + tl.arange(0, BC)
+        cm = cols < C
+        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
+        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        sg = tl.zeros([BR, BC], tl.float32)
+        sgx = tl.zeros([BR, BC], tl.float32)
+        for i in range(ITERS):
+            _, _, m, off = _tile(M, C, BR, BC, i, ITERS)
+            gz = tl.load(gz_ptr + off, mask=m, other=0.0).to(tl.float32)
+            y = tl.load(y_ptr + off, mask=m, other=0.0).to(tl.float32)
+            sg += gz
+            sgx += gz * tl.where(m, (y - mean) * invstd, 0.0)
+        i = tl.program_id(0) * C + cols
+        tl.store(sum_ptr + i, tl.sum(sg, axis=0), mask=cm)
+        tl.store(dot_ptr + i, tl.sum(sgx, axis=0), mask=cm)
 
     @triton.jit
     def _grad_input_kernel(
@@ -231,8 +282,78 @@ def _channels(y: torch.Tensor, images: bool) -> int:
     return y.shape[1] if images else y.shape[-1]
 
 
-def _grid(rows: int, c: int, br: int) -> tuple[int, int]:
-    return (triton.cdiv(rows, br), triton.cdiv(c, _COLS))
+def _grid(rows: int, c: int, iters: int = 1) -> tuple[int, int]:
+    return (triton.cdiv(rows, _ROWS * iters), triton.cdiv(c, _COLS))
+
+
+def _iters(rows: int, c: int) -> int:
+    """Row tiles per program for the reducing kernels: a power of two up to 16 that leaves about ``_PROGRAMS``
+    programs (fewer partial results to combine, and the combining kernels stay short)."""
+    tiles = triton.cdiv(rows, _ROWS) * triton.cdiv(c, _COLS)
+    return 1 << max(0, min(4, (tiles // _PROGRAMS).bit_length() - 1))
+
+
+def _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps):
+    """``(mean, invstd)`` per channel of ``y`` (``timesteps`` steps of ``r`` rows of ``cc`` channels); the running
+    statistics are updated in place (when given)."""
+    iters = _iters(r, cc)
+    grid = _grid(r, cc, iters)
+    mean_part = torch.empty(grid[0], cc, device=y.device, dtype=torch.float32)
+    m2_part = torch.empty_like(mean_part)
+    mean, invstd = torch.empty(cc, device=y.device), torch.empty(cc, device=y.device)
+    update = running_mean is not None
+    _stats_kernel[grid](y, mean_part, m2_part, timesteps, r, cc, BR=_ROWS, BC=_COLS, ITERS=iters)
+    _combine_kernel[(triton.cdiv(cc, _COLS // 2),)](
+        mean_part, m2_part, running_mean if update else mean, running_var if update else mean, mean, invstd,
+        timesteps, r, cc, grid[0], eps, momentum, _ROWS * iters, UPDATE=update, BCH=_CHUNKS, BC=_COLS // 2,
+    )  # fmt: skip
+    return mean, invstd
+
+
+def _input_grads(ctx, gz, y, mean, invstd, weight, sums):
+    """``(dL/dy, dL/dweight, dL/dbias)`` from ``dL/dz`` and the per-program partial sums ``[2, programs, C]`` of
+    ``dL/dz`` and ``dL/dz * ŷ``."""
+    cc = mean.numel()
+    m = y.numel() // cc
+    total = sums.sum(1)  # [2, C]: sum of dL/dz (the bias gradient), of dL/dz * ŷ (the weight gradient)
+    gy = torch.empty_like(y)
+    has_w = weight is not None
+    _grad_input_kernel[_grid(m, cc)](
+        gz, y, mean, invstd, weight if has_w else mean, total[0], total[1], gy, m, cc, 1.0 / m,
+        HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=4,
+    )  # fmt: skip
+    gw = total[1].to(weight.dtype) if has_w and ctx.needs_input_grad[1] else None
+    gb = total[0].to(weight.dtype) if has_w and ctx.needs_input_grad[2] else None
+    return gy, gw, gb
+
+
+class _BatchNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, weight, bias, running_mean, running_var, momentum, eps, images):  # type: ignore[override]
+        y = _rows(y, images)
+        cc = _channels(y, images)
+        mean, invstd = _statistics(y, 1, y.numel() // cc, cc, running_mean, running_var, momentum, eps)
+        z = torch.empty_like(y)
+        has_w = weight is not None
+        _normalize_kernel[_grid(y.numel() // cc, cc)](
+            y, mean, invstd, weight if has_w else mean, bias if has_w else mean, z, y.numel() // cc, cc,
+            HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=4,
+        )  # fmt: skip
+        ctx.save_for_backward(y, mean, invstd, weight)
+        ctx.images = images
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_z):  # type: ignore[override]
+        y, mean, invstd, weight = ctx.saved_tensors
+        cc = mean.numel()
+        m = y.numel() // cc
+        gz = _rows(grad_z, ctx.images)
+        iters = _iters(m, cc)
+        grid = _grid(m, cc, iters)
+        sums = torch.empty(2, grid[0], cc, device=y.device, dtype=torch.float32)
+        _reduce_grad_kernel[grid](gz, y, mean, invstd, sums[0], sums[1], m, cc, BR=_ROWS, BC=_COLS, ITERS=iters)
+        return *_input_grads(ctx, gz, y, mean, invstd, weight, sums), None, None, None, None, None
 
 
 class _BNLIF(torch.autograd.Function):
@@ -243,61 +364,63 @@ class _BNLIF(torch.autograd.Function):
         cc = _channels(y, images)
         r = y.numel() // (cc * timesteps)
         dev = y.device
-        nch = triton.cdiv(r, _STATS_ROWS)
-        mean_part = torch.empty(nch, cc, device=dev, dtype=torch.float32)
-        m2_part = torch.empty_like(mean_part)
-        mean, invstd = torch.empty(cc, device=dev), torch.empty(cc, device=dev)
-        has_w, update = weight is not None, running_mean is not None
-        _stats_kernel[_grid(r, cc, _STATS_ROWS)](y, mean_part, m2_part, timesteps, r, cc, BR=_STATS_ROWS, BC=_COLS)
-        _combine_kernel[(triton.cdiv(cc, _COLS),)](
-            mean_part, m2_part, running_mean if update else mean, running_var if update else mean, mean, invstd,
-            timesteps, r, cc, nch, eps, momentum, UPDATE=update, BR=_STATS_ROWS, BCH=_CHUNKS, BC=_COLS,
-        )  # fmt: skip
+        mean, invstd = _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps)
+        has_w = weight is not None
         if heads:
             t_b_n = y.shape[:-1]  # [T, B, N]
             s = torch.empty(*t_b_n[:2], heads, t_b_n[2], cc // heads, device=dev, dtype=y.dtype)
             ntok = t_b_n[2]
         else:
             s, ntok = torch.empty_like(y), 1
-        keep_h = any(ctx.needs_input_grad[:3])
-        h = torch.empty(y.shape, device=dev, dtype=torch.float32) if keep_h else s
+        keep_h = any(ctx.needs_input_grad[:3])  # h - theta in y's dtype (float32 for float32 inputs: exact)
+        h = torch.empty_like(y) if keep_h else s
         v_t = torch.empty(r, cc, device=dev, dtype=torch.float32)
-        _fwd_kernel[_grid(r, cc, _ROWS)](
+        _fwd_kernel[_grid(r, cc)](
             y, mean, invstd, weight if has_w else mean, bias if has_w else mean, s, h, v_t, timesteps, r, cc,
             ntok, max(heads, 1), cc // max(heads, 1), a, b, c, theta, 0.0 if v_reset is None else v_reset, v0,
             HAS_W=has_w, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h, SPLIT=bool(heads),
             BR=_ROWS, BC=_COLS, num_warps=4, enable_fp_fusion=False,
         )  # fmt: skip
         ctx.save_for_backward(y, h, mean, invstd, weight)
-        ctx.params = (timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha, has_w)
+        ctx.params = (timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha)
         ctx.mark_non_differentiable(v_t)
         return s, v_t
 
     @staticmethod
     def backward(ctx, grad_s, _grad_v):  # type: ignore[override]
         y, h, mean, invstd, weight = ctx.saved_tensors
-        timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha, has_w = ctx.params
-        cc = _channels(y, images)
+        timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha = ctx.params
+        cc = mean.numel()
         r = y.numel() // (cc * timesteps)
         gs = _rows(grad_s, images)
         gz = torch.empty_like(y)
-        nch = triton.cdiv(r, _ROWS)
-        sums = torch.empty(2, nch, cc, device=y.device, dtype=torch.float32)
-        _bwd_kernel[_grid(r, cc, _ROWS)](
+        iters = _iters(r, cc)
+        grid = _grid(r, cc, iters)
+        sums = torch.empty(2, grid[0], cc, device=y.device, dtype=torch.float32)
+        _bwd_kernel[grid](
             h, gs, y, mean, invstd, gz, sums[0], sums[1], timesteps, r, cc, y.shape[-2] if heads else 1,
             max(heads, 1), cc // max(heads, 1), a, b, theta, 0.0 if v_reset is None else v_reset, alpha,
             SOFT=v_reset is None, DETACH=detach_reset, KIND=triton_lif.SURROGATES[surrogate], SPLIT=bool(heads),
-            BR=_ROWS, BC=_COLS, num_warps=4, enable_fp_fusion=False,
+            BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=4, enable_fp_fusion=False,
         )  # fmt: skip
-        total = sums.sum(1)  # [2, C]: sum of dL/dz (the bias gradient), of dL/dz * ŷ (the weight gradient)
-        gy = torch.empty_like(y)
-        _grad_input_kernel[_grid(r * timesteps, cc, _ROWS)](
-            gz, y, mean, invstd, weight if has_w else mean, total[0], total[1], gy, r * timesteps, cc,
-            1.0 / (r * timesteps), HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=4,
-        )  # fmt: skip
-        gw = total[1].to(weight.dtype) if has_w and ctx.needs_input_grad[1] else None
-        gb = total[0].to(weight.dtype) if has_w and ctx.needs_input_grad[2] else None
-        return gy, gw, gb, None, None, None, None, None, None, None, None
+        return *_input_grads(ctx, gz, y, mean, invstd, weight, sums), *([None] * 8)
+
+
+def batch_norm(
+    y: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    images: bool = True,
+) -> torch.Tensor:
+    """Training-mode BatchNorm over the channels of ``y`` (``[N, C, H, W]`` with ``images``, channels-last read in
+    place; else ``[..., C]``), with the statistics and backward kernels of ``bn_lif``: for a BatchNorm whose output
+    something other than a neuron reads first (SpikingJelly's Spikformer max-pools it). Output like ``y`` (rows of
+    channels), in ``y``'s dtype."""
+    return _BatchNorm.apply(y, weight, bias, running_mean, running_var, momentum, eps, images)
 
 
 def bn_lif(

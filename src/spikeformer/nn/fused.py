@@ -15,7 +15,7 @@ from torch import nn
 
 from spikeformer.functional import triton_bn_lif
 from spikeformer.functional.attention import split_heads
-from spikeformer.nn.layers import ConvBN2d, LinearBN, fold_time, unfold_time
+from spikeformer.nn.layers import ConvBN2d, LinearBN, batch_statistics, fold_time, unfold_time
 from spikeformer.nn.neuron import IF, LIF, BaseNeuron
 
 __all__ = ["bn_neuron"]
@@ -26,9 +26,7 @@ def _fusable(layer: ConvBN2d | LinearBN, neuron: BaseNeuron, x: torch.Tensor) ->
     return (
         torch.is_grad_enabled()
         and triton_bn_lif.available(x)
-        and isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d)
-        and (bn.training or not bn.track_running_stats)  # normalised with batch statistics
-        and bn.momentum is not None
+        and batch_statistics(bn)
         and not (isinstance(layer, ConvBN2d) and not isinstance(layer.pool, nn.Identity))
         and type(neuron) in (LIF, IF)
         and neuron.backend == "fused"

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikeformer.functional import triton_bn_lif
 from spikeformer.functional.linear import Linear
 
-__all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time"]
+__all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time", "batch_statistics"]
 
 
 def fold_time(x: torch.Tensor) -> torch.Tensor:
@@ -22,6 +23,30 @@ def fold_time(x: torch.Tensor) -> torch.Tensor:
 def unfold_time(x: torch.Tensor, timesteps: int) -> torch.Tensor:
     """``[T*B, ...] -> [T, B, ...]``."""
     return x.reshape(timesteps, x.shape[0] // timesteps, *x.shape[1:])
+
+
+def batch_statistics(bn: nn.Module) -> bool:
+    """``bn`` is a plain ``BatchNorm1d``/``BatchNorm2d`` that normalises with the statistics of its batch (training
+    mode, or no running statistics) with a fixed momentum: what the fused kernels of
+    ``spikeformer.functional.triton_bn_lif`` compute."""
+    return (
+        isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d)
+        and (bn.training or not bn.track_running_stats)
+        and bn.momentum is not None
+    )
+
+
+def _batch_norm(bn: nn.Module, y: torch.Tensor, images: bool) -> torch.Tensor:
+    """``bn(y)`` (``y``: ``[N, C, H, W]`` with ``images``, else ``[M, C]``), through the Triton BatchNorm kernels
+    on CUDA while it normalises with batch statistics (PyTorch's channels-last statistics kernel is several times
+    slower than the memory allows)."""
+    if not (torch.is_grad_enabled() and batch_statistics(bn) and triton_bn_lif.available(y)):
+        return bn(y)
+    if bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+    return triton_bn_lif.batch_norm(
+        y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, images=images
+    )
 
 
 class SeqToANN(nn.Sequential):
@@ -41,7 +66,7 @@ class ConvBN2d(nn.Module):
         self.pool = nn.MaxPool2d(3, 2, 1) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pool(self.bn(self.conv(fold_time(x))))  # [T*B, C, H, W] -> [T*B, C', H', W']
+        y = self.pool(_batch_norm(self.bn, self.conv(fold_time(x)), images=True))  # [T*B, C, H, W] -> [T*B, C', H', W']
         return unfold_time(y, x.shape[0])
 
 
@@ -57,4 +82,4 @@ class LinearBN(nn.Module):
         y = self.linear(x)
         if isinstance(self.bn, nn.Identity):  # folded into the weights for inference
             return y
-        return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+        return _batch_norm(self.bn, y.reshape(-1, y.shape[-1]), images=False).reshape(y.shape)
