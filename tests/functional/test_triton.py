@@ -291,7 +291,8 @@ if INTERPRETED or ON_GPU:
         assert torch.allclose(bn.running_mean, bn_ref.running_mean, atol=1e-6)
         assert torch.allclose(bn.running_var, bn_ref.running_var, atol=1e-5, rtol=1e-5)
         if agree == 1.0:
-            assert torch.allclose(v_t, neuron.v.float(), atol=1e-5)
+            # (the modules' membrane comes back in the input dtype: bf16 rounds it)
+            assert torch.allclose(v_t, neuron.v.float(), atol=1e-5 if dtype == torch.float32 else 1.6e-2)
         g = torch.randn(s.shape)
         grads_ref = torch.autograd.grad((s_ref.float() * g).sum(), (y_ref, bn_ref.weight, bn_ref.bias))
         grads = torch.autograd.grad((s.float() * g).sum(), (y, bn.weight, bn.bias))
@@ -324,8 +325,11 @@ if INTERPRETED or ON_GPU:
         from spikeformer.nn import set_backend
 
         torch.manual_seed(9)
+        # both channels-last and no TF32: on a GPU the convolutions then run the same cuDNN kernels in both models
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
         ref = create_model("spikformer-2-128-fmnist", pool_position=pool_position).train()
-        model = copy.deepcopy(ref).to(memory_format=torch.channels_last)
+        ref = ref.to(memory_format=torch.channels_last)
+        model = copy.deepcopy(ref)
         set_backend(model, "fused")
         calls = []
         real = triton_bn_lif._BNLIF.apply, triton_bn_lif._BatchNorm.apply
@@ -345,7 +349,7 @@ if INTERPRETED or ON_GPU:
             triton_bn_lif._BNLIF.apply, triton_bn_lif._BatchNorm.apply = real
         pooled = 2 if pool_position == "before_neuron" else 0
         assert calls.count("bn_lif") == 17 - pooled and calls.count("bn") == pooled
-        assert torch.allclose(out, out_ref, atol=1e-5)
+        assert torch.allclose(out, out_ref, atol=1e-5), (out - out_ref).abs().max()
         g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
         g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
         scale = max(t.abs().max().item() for t in g_ref)

@@ -40,8 +40,8 @@ except ImportError:  # pragma: no cover - depends on the install
 
 __all__ = ["available", "bn_lif", "batch_norm"]
 
-_ROWS, _COLS = 32, 64  # tile: rows (of C channels) and channels
-_CHUNKS = 64  # partial results the combining kernel reads at a time
+_ROWS, _COLS, _WARPS = 32, 64, 4  # tile: rows (of C channels) and channels; warps per program
+_CHUNKS, _SUM_COLS = 128, 32  # partial results x channels the combining kernels read at a time
 _PROGRAMS = 1024  # the reducing kernels give each program enough row tiles to make about this many programs
 
 
@@ -104,35 +104,48 @@ if triton is not None:
         mean_part, m2_part, rm_ptr, rv_ptr, mean_ptr, invstd_ptr, T, R, C, NCH, eps, momentum,
         CHUNK, UPDATE: tl.constexpr, BCH: tl.constexpr, BC: tl.constexpr,
     ):  # fmt: skip
+        # One pass over the chunks' (mean, M2): with the first chunk's mean as the shift, the spread of the chunk
+        # means around it is summed without cancelling (Chan et al.'s combination, shifted).
         cols = tl.program_id(0) * BC + tl.arange(0, BC)
         cm = cols < C
         total = (R * T).to(tl.float32)
-        acc = tl.zeros([BC], tl.float32)
+        mu0 = tl.load(mean_part + cols, mask=cm, other=0.0)[None, :]
+        a = tl.zeros([BCH, BC], tl.float32)
+        b = tl.zeros([BCH, BC], tl.float32)
+        m2 = tl.zeros([BCH, BC], tl.float32)
         for i0 in range(0, NCH, BCH):
             ch = i0 + tl.arange(0, BCH)
             mm = (ch < NCH)[:, None] & cm[None, :]
-            n = (tl.minimum(R - ch.to(tl.int64) * CHUNK, CHUNK) * T).to(tl.float32)
-            mu = tl.load(mean_part + ch[:, None] * C + cols[None, :], mask=mm, other=0.0)
-            acc += tl.sum(tl.where(mm, mu * n[:, None], 0.0), axis=0)
-        mean = acc / total
-        m2 = tl.zeros([BC], tl.float32)
-        for i0 in range(0, NCH, BCH):
-            ch = i0 + tl.arange(0, BCH)
-            mm = (ch < NCH)[:, None] & cm[None, :]
-            n = (tl.minimum(R - ch.to(tl.int64) * CHUNK, CHUNK) * T).to(tl.float32)
+            n = (tl.minimum(R - ch.to(tl.int64) * CHUNK, CHUNK) * T).to(tl.float32)[:, None]
             i = ch[:, None] * C + cols[None, :]
-            mu = tl.load(mean_part + i, mask=mm, other=0.0)
-            d = mu - mean[None, :]
-            m2 += tl.sum(tl.where(mm, tl.load(m2_part + i, mask=mm, other=0.0) + n[:, None] * d * d, 0.0), axis=0)
-        invstd = 1.0 / tl.sqrt(m2 / total + eps)
+            d = tl.where(mm, tl.load(mean_part + i, mask=mm, other=0.0) - mu0, 0.0)
+            a += n * d
+            b += n * d * d
+            m2 += tl.load(m2_part + i, mask=mm, other=0.0)
+        sa = tl.sum(a, axis=0)
+        mean = tl.sum(mu0, axis=0) + sa / total
+        var = (tl.sum(m2, axis=0) + tl.maximum(tl.sum(b, axis=0) - sa * sa / total, 0.0)) / total
         tl.store(mean_ptr + cols, mean, mask=cm)
-        tl.store(invstd_ptr + cols, invstd, mask=cm)
+        tl.store(invstd_ptr + cols, 1.0 / tl.sqrt(var + eps), mask=cm)
         if UPDATE:
             rm = tl.load(rm_ptr + cols, mask=cm, other=0.0).to(tl.float32)
             rv = tl.load(rv_ptr + cols, mask=cm, other=0.0).to(tl.float32)
-            unbiased = m2 / tl.maximum(total - 1.0, 1.0)
+            unbiased = var * total / tl.maximum(total - 1.0, 1.0)
             tl.store(rm_ptr + cols, (1.0 - momentum) * rm + momentum * mean, mask=cm)
             tl.store(rv_ptr + cols, (1.0 - momentum) * rv + momentum * unbiased, mask=cm)
+
+    @triton.jit
+    def _sum_chunks_kernel(part_ptr, out_ptr, NCH, C, BCH: tl.constexpr, BC: tl.constexpr):
+        """``out[k, c] = sum_i part[k, i, c]`` for ``part [K, NCH, C]``, in a fixed order (deterministic)."""
+        cols = tl.program_id(0) * BC + tl.arange(0, BC)
+        cm = cols < C
+        base = part_ptr + tl.program_id(1).to(tl.int64) * NCH * C
+        acc = tl.zeros([BCH, BC], tl.float32)
+        for i0 in range(0, NCH, BCH):
+            ch = i0 + tl.arange(0, BCH)
+            mm = (ch < NCH)[:, None] & cm[None, :]
+            acc += tl.load(base + ch[:, None] * C + cols[None, :], mask=mm, other=0.0)
+        tl.store(out_ptr + tl.program_id(1) * C + cols, tl.sum(acc, axis=0), mask=cm)
 
     @triton.jit
     def _affine(w_ptr, b_ptr, cols, cm, HAS_W: tl.constexpr):
@@ -159,8 +172,13 @@ if triton is not None:
         w, bias = _affine(w_ptr, b_ptr, cols, cm, HAS_W)
         step = R * C
         v = tl.zeros([BR, BC], tl.float32) + v0
+        zero = tl.zeros([BR, BC], tl.int32)  # the step-in-range test as a tensor (the interpreter needs one)
+        nxt = tl.load(y_ptr + off, mask=m, other=0.0)
         for t in range(T):
-            y = tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32)
+            # the next step's input is loaded before this step's stores (the compiler does not move a load above a
+            # store it cannot prove independent)
+            y = nxt.to(tl.float32)
+            nxt = tl.load(y_ptr + (t + 1) * step + off, mask=m & (zero + t + 1 < T), other=0.0)
             # BatchNorm's output, rounded to its dtype as a separate BatchNorm would store it; then one neuron step
             z = (w[None, :] * (y - mean) * invstd + bias[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
             h = v * a + z * b
@@ -194,11 +212,19 @@ if triton is not None:
             rows, _, m, off = _tile(R, C, BR, BC, i, ITERS)
             soff = _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT)
             g_v = tl.zeros([BR, BC], tl.float32)
+            zero = tl.zeros([BR, BC], tl.int32)
+            last = (T - 1) * step
+            n_h = tl.load(h_ptr + last + off, mask=m, other=0.0)
+            n_g = tl.load(gs_ptr + last + soff, mask=m, other=0.0)
+            n_y = tl.load(y_ptr + last + off, mask=m, other=0.0)
             for r in range(T):
                 t = T - 1 - r
-                hm = tl.load(h_ptr + t * step + off, mask=m, other=0.0).to(tl.float32)  # h - theta
-                gs = tl.load(gs_ptr + t * step + soff, mask=m, other=0.0).to(tl.float32)
-                y = tl.load(y_ptr + t * step + off, mask=m, other=0.0).to(tl.float32)
+                hm, gs, y = n_h.to(tl.float32), n_g.to(tl.float32), n_y.to(tl.float32)  # hm: h - theta
+                # the previous step's loads go out before this step's store (as in the forward kernel)
+                pm = m & (zero + t > 0)
+                n_h = tl.load(h_ptr + (t - 1) * step + off, mask=pm, other=0.0)
+                n_g = tl.load(gs_ptr + (t - 1) * step + soff, mask=pm, other=0.0)
+                n_y = tl.load(y_ptr + (t - 1) * step + off, mask=pm, other=0.0)
                 d = _surrogate_grad(hm, alpha, KIND)
                 if SOFT:
                     if DETACH:
@@ -302,10 +328,11 @@ def _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps):
     m2_part = torch.empty_like(mean_part)
     mean, invstd = torch.empty(cc, device=y.device), torch.empty(cc, device=y.device)
     update = running_mean is not None
-    _stats_kernel[grid](y, mean_part, m2_part, timesteps, r, cc, BR=_ROWS, BC=_COLS, ITERS=iters)
-    _combine_kernel[(triton.cdiv(cc, _COLS // 2),)](
+    _stats_kernel[grid](y, mean_part, m2_part, timesteps, r, cc, BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=_WARPS)
+    _combine_kernel[(triton.cdiv(cc, _SUM_COLS),)](
         mean_part, m2_part, running_mean if update else mean, running_var if update else mean, mean, invstd,
-        timesteps, r, cc, grid[0], eps, momentum, _ROWS * iters, UPDATE=update, BCH=_CHUNKS, BC=_COLS // 2,
+        timesteps, r, cc, grid[0], eps, momentum, _ROWS * iters, UPDATE=update, BCH=_CHUNKS, BC=_SUM_COLS,
+        num_warps=8,
     )  # fmt: skip
     return mean, invstd
 
@@ -315,12 +342,15 @@ def _input_grads(ctx, gz, y, mean, invstd, weight, sums):
     ``dL/dz`` and ``dL/dz * ŷ``."""
     cc = mean.numel()
     m = y.numel() // cc
-    total = sums.sum(1)  # [2, C]: sum of dL/dz (the bias gradient), of dL/dz * ŷ (the weight gradient)
+    total = torch.empty(2, cc, device=y.device, dtype=torch.float32)  # sum of dL/dz (bias grad), dL/dz * ŷ (weight)
+    _sum_chunks_kernel[(triton.cdiv(cc, _SUM_COLS), 2)](
+        sums, total, sums.shape[1], cc, BCH=_CHUNKS, BC=_SUM_COLS, num_warps=8
+    )  # fmt: skip
     gy = torch.empty_like(y)
     has_w = weight is not None
     _grad_input_kernel[_grid(m, cc)](
         gz, y, mean, invstd, weight if has_w else mean, total[0], total[1], gy, m, cc, 1.0 / m,
-        HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=4,
+        HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=_WARPS,
     )  # fmt: skip
     gw = total[1].to(weight.dtype) if has_w and ctx.needs_input_grad[1] else None
     gb = total[0].to(weight.dtype) if has_w and ctx.needs_input_grad[2] else None
@@ -337,7 +367,7 @@ class _BatchNorm(torch.autograd.Function):
         has_w = weight is not None
         _normalize_kernel[_grid(y.numel() // cc, cc)](
             y, mean, invstd, weight if has_w else mean, bias if has_w else mean, z, y.numel() // cc, cc,
-            HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=4,
+            HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=_WARPS,
         )  # fmt: skip
         ctx.save_for_backward(y, mean, invstd, weight)
         ctx.images = images
@@ -352,7 +382,9 @@ class _BatchNorm(torch.autograd.Function):
         iters = _iters(m, cc)
         grid = _grid(m, cc, iters)
         sums = torch.empty(2, grid[0], cc, device=y.device, dtype=torch.float32)
-        _reduce_grad_kernel[grid](gz, y, mean, invstd, sums[0], sums[1], m, cc, BR=_ROWS, BC=_COLS, ITERS=iters)
+        _reduce_grad_kernel[grid](
+            gz, y, mean, invstd, sums[0], sums[1], m, cc, BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=_WARPS
+        )  # fmt: skip
         return *_input_grads(ctx, gz, y, mean, invstd, weight, sums), None, None, None, None, None
 
 
@@ -379,7 +411,7 @@ class _BNLIF(torch.autograd.Function):
             y, mean, invstd, weight if has_w else mean, bias if has_w else mean, s, h, v_t, timesteps, r, cc,
             ntok, max(heads, 1), cc // max(heads, 1), a, b, c, theta, 0.0 if v_reset is None else v_reset, v0,
             HAS_W=has_w, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h, SPLIT=bool(heads),
-            BR=_ROWS, BC=_COLS, num_warps=4, enable_fp_fusion=False,
+            BR=_ROWS, BC=_COLS, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
         ctx.save_for_backward(y, h, mean, invstd, weight)
         ctx.params = (timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha)
@@ -401,7 +433,7 @@ class _BNLIF(torch.autograd.Function):
             h, gs, y, mean, invstd, gz, sums[0], sums[1], timesteps, r, cc, y.shape[-2] if heads else 1,
             max(heads, 1), cc // max(heads, 1), a, b, theta, 0.0 if v_reset is None else v_reset, alpha,
             SOFT=v_reset is None, DETACH=detach_reset, KIND=triton_lif.SURROGATES[surrogate], SPLIT=bool(heads),
-            BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=4, enable_fp_fusion=False,
+            BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
         return *_input_grads(ctx, gz, y, mean, invstd, weight, sums), *([None] * 8)
 
