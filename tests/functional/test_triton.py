@@ -394,3 +394,37 @@ if INTERPRETED or ON_GPU:
         for mine, ref in zip(grads, grads_ref, strict=True):
             assert mine.dtype == ref.dtype
             assert (mine.float() - ref.float()).norm() / ref.float().norm() < (1e-5 if dtype == torch.float32 else 1e-2)
+
+    def test_fused_batchnorm_of_a_repeated_input_equals_the_repeated_copies():
+        """Direct encoding: the first convolution's output for one copy of the images, read at every time step, gives
+        the spikes, running statistics and weight gradients of the T-fold copy, and the copies' summed input gradient
+        (what the repeated input's gradient is)."""
+        from torch import nn
+
+        from spikeformer.functional import triton_bn_lif
+
+        torch.manual_seed(11)
+        timesteps, c = 4, 24
+        y1 = (torch.randn(3, c, 5, 6) * 2 + 0.5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        y_rep = y1.detach().repeat(timesteps, 1, 1, 1).contiguous(memory_format=torch.channels_last)
+        y_rep.requires_grad_(True)
+        bns = [nn.BatchNorm2d(c), nn.BatchNorm2d(c)]
+        with torch.no_grad():
+            bns[0].weight.uniform_(0.5, 1.5)
+        bns[1].load_state_dict(bns[0].state_dict())
+        outs = []
+        for bn, y, repeated in ((bns[0], y1, True), (bns[1], y_rep, False)):
+            s, v_t = triton_bn_lif.bn_lif(
+                y, timesteps, bn.weight, bn.bias, bn.running_mean, bn.running_var, 0.1, 1e-5, 0.5, 0.5, 0.0, 1.0,
+                0.0, True, "sigmoid", 4.0, images=True, repeated=repeated,
+            )  # fmt: skip
+            outs.append((s, v_t))
+        assert outs[0][0].shape == outs[1][0].shape == (timesteps * 3, c, 5, 6)
+        assert torch.equal(outs[0][0], outs[1][0]) and torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
+        assert torch.allclose(bns[0].running_mean, bns[1].running_mean, atol=1e-6)
+        assert torch.allclose(bns[0].running_var, bns[1].running_var, rtol=1e-5)
+        g = torch.randn(outs[0][0].shape)
+        g1 = torch.autograd.grad((outs[0][0] * g).sum(), (y1, bns[0].weight, bns[0].bias))
+        g2 = torch.autograd.grad((outs[1][0] * g).sum(), (y_rep, bns[1].weight, bns[1].bias))
+        assert torch.allclose(g1[0], g2[0].reshape(timesteps, 3, c, 5, 6).sum(0), atol=1e-5, rtol=1e-4)
+        assert torch.allclose(g1[1], g2[1], rtol=1e-4, atol=1e-6) and torch.allclose(g1[2], g2[2], rtol=1e-4)

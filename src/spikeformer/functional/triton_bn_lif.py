@@ -104,7 +104,7 @@ if triton is not None:
     @triton.jit
     def _combine_kernel(
         mean_part, m2_part, rm_ptr, rv_ptr, mean_ptr, invstd_ptr, T, R, C, NCH, eps, momentum,
-        CHUNK, UPDATE: tl.constexpr, BCH: tl.constexpr, BC: tl.constexpr,
+        CHUNK, COPIES, UPDATE: tl.constexpr, BCH: tl.constexpr, BC: tl.constexpr,
     ):  # fmt: skip
         # One pass over the chunks' (mean, M2): with the first chunk's mean as the shift, the spread of the chunk
         # means around it is summed without cancelling (Chan et al.'s combination, shifted).
@@ -132,7 +132,8 @@ if triton is not None:
         if UPDATE:
             rm = tl.load(rm_ptr + cols, mask=cm, other=0.0).to(tl.float32)
             rv = tl.load(rv_ptr + cols, mask=cm, other=0.0).to(tl.float32)
-            unbiased = var * total / tl.maximum(total - 1.0, 1.0)
+            n = total * COPIES  # (a repeated input: the statistics of one copy, the count of all)
+            unbiased = var * n / tl.maximum(n - 1.0, 1.0)
             tl.store(rm_ptr + cols, (1.0 - momentum) * rm + momentum * mean, mask=cm)
             tl.store(rv_ptr + cols, (1.0 - momentum) * rv + momentum * unbiased, mask=cm)
 
@@ -161,7 +162,7 @@ if triton is not None:
 
     @triton.jit
     def _fwd_kernel(
-        y_ptr, mean_ptr, invstd_ptr, w_ptr, b_ptr, s_ptr, h_ptr, vt_ptr, T, R, C, NTOK, HEADS, DH,
+        y_ptr, mean_ptr, invstd_ptr, w_ptr, b_ptr, s_ptr, h_ptr, vt_ptr, T, R, C, YSTEP, NTOK, HEADS, DH,
         a, b, c, theta, v_reset, v0,
         HAS_W: tl.constexpr, SOFT: tl.constexpr, HAS_C: tl.constexpr, KEEP_H: tl.constexpr, SPLIT: tl.constexpr,
         BR: tl.constexpr, BC: tl.constexpr,
@@ -180,7 +181,7 @@ if triton is not None:
             # the next step's input is loaded before this step's stores (the compiler does not move a load above a
             # store it cannot prove independent)
             y = nxt.to(tl.float32)
-            nxt = tl.load(y_ptr + (t + 1) * step + off, mask=m & (zero + t + 1 < T), other=0.0)
+            nxt = tl.load(y_ptr + (t + 1) * YSTEP + off, mask=m & (zero + t + 1 < T), other=0.0)
             # BatchNorm's output, rounded to its dtype as a separate BatchNorm would store it; then one neuron step
             z = (w[None, :] * (y - mean) * invstd + bias[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
             h = v * a + z * b
@@ -198,7 +199,7 @@ if triton is not None:
 
     @triton.jit
     def _bwd_kernel(
-        h_ptr, gs_ptr, y_ptr, mean_ptr, invstd_ptr, gz_ptr, sum_ptr, dot_ptr, T, R, C, NTOK, HEADS, DH,
+        h_ptr, gs_ptr, y_ptr, mean_ptr, invstd_ptr, gz_ptr, sum_ptr, dot_ptr, T, R, C, YSTEP, NTOK, HEADS, DH,
         a, b, theta, v_reset, alpha,
         SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr, SPLIT: tl.constexpr,
         BR: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr,
@@ -218,7 +219,7 @@ if triton is not None:
             last = (T - 1) * step
             n_h = tl.load(h_ptr + last + off, mask=m, other=0.0)
             n_g = tl.load(gs_ptr + last + soff, mask=m, other=0.0)
-            n_y = tl.load(y_ptr + last + off, mask=m, other=0.0)
+            n_y = tl.load(y_ptr + (T - 1) * YSTEP + off, mask=m, other=0.0)
             for r in range(T):
                 t = T - 1 - r
                 hm, gs, y = n_h.to(tl.float32), n_g.to(tl.float32), n_y.to(tl.float32)  # hm: h - theta
@@ -226,7 +227,7 @@ if triton is not None:
                 pm = m & (zero + t > 0)
                 n_h = tl.load(h_ptr + (t - 1) * step + off, mask=pm, other=0.0)
                 n_g = tl.load(gs_ptr + (t - 1) * step + soff, mask=pm, other=0.0)
-                n_y = tl.load(y_ptr + (t - 1) * step + off, mask=pm, other=0.0)
+                n_y = tl.load(y_ptr + (t - 1) * YSTEP + off, mask=pm, other=0.0)
                 d = _surrogate_grad(hm, alpha, KIND)
                 if SOFT:
                     if DETACH:
@@ -285,9 +286,10 @@ if triton is not None:
 
     @triton.jit
     def _grad_input_kernel(
-        gz_ptr, y_ptr, mean_ptr, invstd_ptr, w_ptr, sum_ptr, dot_ptr, gy_ptr, M, C, inv_count,
+        gz_ptr, y_ptr, mean_ptr, invstd_ptr, w_ptr, sum_ptr, dot_ptr, gy_ptr, M, C, inv_count, COPIES,
         HAS_W: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
     ):  # fmt: skip
+        # COPIES > 1: y was read as the input of every one of COPIES steps (dL/dz holds them one after the other)
         rows, cols, m, off = _tile(M, C, BR, BC)
         cm = cols < C
         mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
@@ -295,9 +297,11 @@ if triton is not None:
         w, _ = _affine(w_ptr, w_ptr, cols, cm, HAS_W)
         mg = (tl.load(sum_ptr + cols, mask=cm, other=0.0) * inv_count)[None, :]
         mgx = (tl.load(dot_ptr + cols, mask=cm, other=0.0) * inv_count)[None, :]
-        gz = tl.load(gz_ptr + off, mask=m, other=0.0).to(tl.float32)
+        gz = tl.zeros([BR, BC], tl.float32)
+        for t in range(COPIES):
+            gz += tl.load(gz_ptr + t * M * C + off, mask=m, other=0.0).to(tl.float32)
         xhat = (tl.load(y_ptr + off, mask=m, other=0.0).to(tl.float32) - mean) * invstd
-        gy = (gz - mg - xhat * mgx) * invstd * w[None, :]
+        gy = (gz - COPIES * (mg + xhat * mgx)) * invstd * w[None, :]
         tl.store(gy_ptr + off, gy.to(gy_ptr.dtype.element_ty), mask=m)
 
 
@@ -321,9 +325,9 @@ def _iters(rows: int, c: int) -> int:
     return 1 << max(0, min(4, (tiles // _PROGRAMS).bit_length() - 1))
 
 
-def _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps):
-    """``(mean, invstd)`` per channel of ``y`` (``timesteps`` steps of ``r`` rows of ``cc`` channels); the running
-    statistics are updated in place (when given)."""
+def _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps, copies=1):
+    """``(mean, invstd)`` per channel of ``y`` (``timesteps`` steps of ``r`` rows of ``cc`` channels, each step counted
+    ``copies`` times); the running statistics are updated in place (when given)."""
     iters = _iters(r, cc)
     grid = _grid(r, cc, iters)
     mean_part = torch.empty(grid[0], cc, device=y.device, dtype=torch.float32)
@@ -333,15 +337,15 @@ def _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps):
     _stats_kernel[grid](y, mean_part, m2_part, timesteps, r, cc, BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=_WARPS)
     _combine_kernel[(triton.cdiv(cc, _SUM_COLS),)](
         mean_part, m2_part, running_mean if update else mean, running_var if update else mean, mean, invstd,
-        timesteps, r, cc, grid[0], eps, momentum, _ROWS * iters, UPDATE=update, BCH=_CHUNKS, BC=_SUM_COLS,
+        timesteps, r, cc, grid[0], eps, momentum, _ROWS * iters, copies, UPDATE=update, BCH=_CHUNKS, BC=_SUM_COLS,
         num_warps=8,
     )  # fmt: skip
     return mean, invstd
 
 
-def _input_grads(ctx, gz, y, mean, invstd, weight, sums):
-    """``(dL/dy, dL/dweight, dL/dbias)`` from ``dL/dz`` and the per-program partial sums ``[2, programs, C]`` of
-    ``dL/dz`` and ``dL/dz * ŷ``."""
+def _input_grads(ctx, gz, y, mean, invstd, weight, sums, copies=1):
+    """``(dL/dy, dL/dweight, dL/dbias)`` from ``dL/dz`` (``copies`` steps of y's shape when y was repeated) and the
+    per-program partial sums ``[2, programs, C]`` of ``dL/dz`` and ``dL/dz * ŷ``."""
     cc = mean.numel()
     m = y.numel() // cc
     total = torch.empty(2, cc, device=y.device, dtype=torch.float32)  # sum of dL/dz (bias grad), dL/dz * ŷ (weight)
@@ -351,7 +355,7 @@ def _input_grads(ctx, gz, y, mean, invstd, weight, sums):
     gy = torch.empty_like(y)
     has_w = weight is not None
     _grad_input_kernel[_grid(m, cc)](
-        gz, y, mean, invstd, weight if has_w else mean, total[0], total[1], gy, m, cc, 1.0 / m,
+        gz, y, mean, invstd, weight if has_w else mean, total[0], total[1], gy, m, cc, 1.0 / (m * copies), copies,
         HAS_W=has_w, BR=_ROWS, BC=_COLS, num_warps=_WARPS,
     )  # fmt: skip
     gw = total[1].to(weight.dtype) if has_w and ctx.needs_input_grad[1] else None
@@ -392,52 +396,62 @@ class _BatchNorm(torch.autograd.Function):
 
 class _BNLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, weight, bias, running_mean, running_var, timesteps, momentum, eps, neuron, heads, images):  # type: ignore[override]
+    def forward(ctx, y, weight, bias, running_mean, running_var, timesteps, momentum, eps, neuron, layout):  # type: ignore[override]
         a, b, c, theta, v_reset, detach_reset, surrogate, alpha, v0 = neuron
+        heads, images, repeated = layout
         y = _rows(y, images)
         cc = _channels(y, images)
-        r = y.numel() // (cc * timesteps)
+        r = y.numel() // (cc * (1 if repeated else timesteps))  # rows per step
         dev = y.device
-        mean, invstd = _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps)
+        if repeated:  # one step of y, the input of every step: its statistics are those of all T copies
+            mean, invstd = _statistics(y, 1, r, cc, running_mean, running_var, momentum, eps, copies=timesteps)
+        else:
+            mean, invstd = _statistics(y, timesteps, r, cc, running_mean, running_var, momentum, eps)
         has_w = weight is not None
         if heads:
             t_b_n = y.shape[:-1]  # [T, B, N]
             s = torch.empty(*t_b_n[:2], heads, t_b_n[2], cc // heads, device=dev, dtype=y.dtype)
             ntok = t_b_n[2]
+        elif repeated:  # [T*B, C, H, W], channels-last
+            n, _, hh, ww = y.shape
+            s, ntok = torch.empty(timesteps * n, hh, ww, cc, device=dev, dtype=y.dtype).permute(0, 3, 1, 2), 1
         else:
             s, ntok = torch.empty_like(y), 1
         keep_h = any(ctx.needs_input_grad[:3])  # h - theta in y's dtype (float32 for float32 inputs: exact)
-        h = torch.empty_like(y) if keep_h else s
+        h = torch.empty_like(s) if keep_h and not heads else (torch.empty_like(y) if keep_h else s)
         v_t = torch.empty(r, cc, device=dev, dtype=torch.float32)
         _fwd_kernel[_grid(r, cc)](
             y, mean, invstd, weight if has_w else mean, bias if has_w else mean, s, h, v_t, timesteps, r, cc,
-            ntok, max(heads, 1), cc // max(heads, 1), a, b, c, theta, 0.0 if v_reset is None else v_reset, v0,
+            0 if repeated else r * cc, ntok, max(heads, 1), cc // max(heads, 1),
+            a, b, c, theta, 0.0 if v_reset is None else v_reset, v0,
             HAS_W=has_w, SOFT=v_reset is None, HAS_C=c != 0.0, KEEP_H=keep_h, SPLIT=bool(heads),
             BR=_ROWS, BC=_COLS, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
         ctx.save_for_backward(y, h, mean, invstd, weight)
-        ctx.params = (timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha)
+        ctx.params = (timesteps, heads, images, repeated, a, b, theta, v_reset, detach_reset, surrogate, alpha)
         ctx.mark_non_differentiable(v_t)
         return s, v_t
 
     @staticmethod
     def backward(ctx, grad_s, _grad_v):  # type: ignore[override]
         y, h, mean, invstd, weight = ctx.saved_tensors
-        timesteps, heads, images, a, b, theta, v_reset, detach_reset, surrogate, alpha = ctx.params
+        timesteps, heads, images, repeated, a, b, theta, v_reset, detach_reset, surrogate, alpha = ctx.params
         cc = mean.numel()
-        r = y.numel() // (cc * timesteps)
+        r = h.numel() // (cc * timesteps)
         gs = _rows(grad_s, images)
-        gz = torch.empty_like(y)
+        gz = torch.empty_like(h)  # one step per time step (like h), also for a repeated y
         iters = _iters(r, cc)
         grid = _grid(r, cc, iters)
         sums = torch.empty(2, grid[0], cc, device=y.device, dtype=torch.float32)
         _bwd_kernel[grid](
-            h, gs, y, mean, invstd, gz, sums[0], sums[1], timesteps, r, cc, y.shape[-2] if heads else 1,
-            max(heads, 1), cc // max(heads, 1), a, b, theta, 0.0 if v_reset is None else v_reset, alpha,
+            h, gs, y, mean, invstd, gz, sums[0], sums[1], timesteps, r, cc, 0 if repeated else r * cc,
+            y.shape[-2] if heads else 1, max(heads, 1), cc // max(heads, 1),
+            a, b, theta, 0.0 if v_reset is None else v_reset, alpha,
             SOFT=v_reset is None, DETACH=detach_reset, KIND=triton_lif.SURROGATES[surrogate], SPLIT=bool(heads),
             BR=_ROWS, BC=_COLS, ITERS=iters, num_warps=_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
-        return *_input_grads(ctx, gz, y, mean, invstd, weight, sums), *([None] * 8)
+        grads = _input_grads(ctx, gz, y, mean, invstd, weight, sums, copies=timesteps if repeated else 1)
+        return *grads, *([None] * 8)
 
 
 def batch_norm(
@@ -476,6 +490,7 @@ def bn_lif(
     alpha: float,
     heads: int = 0,
     images: bool = False,
+    repeated: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-mode BatchNorm over the channels of ``y``, then a LIF/IF neuron from rest over ``timesteps`` steps.
 
@@ -484,20 +499,25 @@ def bn_lif(
     surrogate ``surrogate`` with sharpness ``alpha`` (``spikeformer.functional.fused`` has the equations). ``heads``
     (``y`` ``[T, B, N, C]`` only): spikes ``[T, B, heads, N, C/heads]``. ``running_mean``/``running_var`` (``None``: not
     tracked) are updated in place with ``momentum``. Returns ``(spikes like y, or head-split; v_T float32 shaped like
-    one step of the spikes, no gradient)``.
+    one step of the spikes, no gradient)``. ``repeated`` (with ``images``): ``y`` ``[B, C, H, W]`` is the layer output
+    of an input repeated over the ``timesteps`` steps (direct encoding; the layer ran once instead of ``T`` times):
+    the same spikes and gradients as for ``y`` repeated into ``[T*B, C, H, W]``, without that copy.
     """
-    if images and (y.dim() != 4 or heads or y.shape[0] % timesteps):
+    if repeated and not images:
+        raise ValueError("repeated needs images=True (a convolution's output of the repeated input images)")
+    if images and (y.dim() != 4 or heads or (y.shape[0] % timesteps and not repeated)):
         raise ValueError(f"images: y must be [T*B, C, H, W] with T = {timesteps} and no heads, got {list(y.shape)}")
     if heads and (y.dim() != 4 or y.shape[-1] % heads):
         raise ValueError(f"a head split needs y [T, B, N, C] with C divisible by heads, got {list(y.shape)}, {heads}")
-    if y.numel() % (_channels(y, images) * timesteps):
+    if y.numel() % (_channels(y, images) * timesteps) and not repeated:
         raise ValueError(f"y of shape {list(y.shape)} does not hold {timesteps} equal time steps")
     if surrogate not in triton_lif.SURROGATES:
         raise ValueError(f"unknown surrogate {surrogate!r}; accepted: {sorted(triton_lif.SURROGATES)}")
     neuron = (a, b, (1.0 - a) * v_rest, theta, v_reset, detach_reset, surrogate, alpha, v_rest)
-    s, v_t = _BNLIF.apply(y, weight, bias, running_mean, running_var, timesteps, momentum, eps, neuron, heads, images)
+    layout = (heads, images, repeated)
+    s, v_t = _BNLIF.apply(y, weight, bias, running_mean, running_var, timesteps, momentum, eps, neuron, layout)
     if images:  # rows of a channels-last [B, C, H, W] step
-        n, c, hh, ww = y.shape
+        n, c, hh, ww = s.shape
         return s, v_t.view(n // timesteps, hh, ww, c).permute(0, 3, 1, 2)
     if heads:
         return s, v_t.view(*s.shape[1:2], s.shape[3], heads, s.shape[4]).transpose(1, 2)

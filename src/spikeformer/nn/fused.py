@@ -3,7 +3,9 @@
 In training on CUDA a ``ConvBN2d`` or ``LinearBN`` whose BatchNorm normalises with batch statistics, followed by a
 LIF or IF neuron on the ``fused`` backend that starts from rest, runs its BatchNorm and the neuron as the fused kernels
 of ``spikeformer.functional.triton_bn_lif`` (statistics, then normalise-and-fire in one pass; backward likewise).
-Everywhere else this is exactly ``neuron(layer(x))``. The neuron's final membrane is kept as its state either way
+A convolution whose input is repeated over the time steps (direct encoding: the first layer) runs once on one copy
+(its BatchNorm statistics, spikes and gradients are those of the ``T`` copies). Everywhere else this is exactly
+``neuron(layer(x))``. The neuron's final membrane is kept as its state either way
 (without a gradient on the fused path: a model that back-propagates through the state across calls uses the
 separate modules, e.g. the ``torch`` backend).
 """
@@ -45,7 +47,9 @@ def bn_neuron(layer: ConvBN2d | LinearBN, neuron: BaseNeuron, x: torch.Tensor, h
         return neuron(split_heads(y, heads) if heads else y)
     timesteps = x.shape[0]
     images = isinstance(layer, ConvBN2d)
-    y = layer.conv(fold_time(x)) if images else layer.linear(x)
+    # an input repeated over time (direct encoding: a stride-0 time axis) goes through the convolution once
+    repeated = images and timesteps > 1 and x.stride(0) == 0
+    y = (layer.conv(x[0]) if repeated else layer.conv(fold_time(x))) if images else layer.linear(x)
     bn = layer.bn
     if isinstance(neuron, LIF):
         a, b = 1.0 - 1.0 / neuron.tau, (1.0 / neuron.tau if neuron.decay_input else 1.0)
@@ -56,6 +60,6 @@ def bn_neuron(layer: ConvBN2d | LinearBN, neuron: BaseNeuron, x: torch.Tensor, h
     s, neuron.v = triton_bn_lif.bn_lif(
         y, timesteps, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,
         a, b, neuron.v_rest, neuron.v_threshold, neuron.v_reset, neuron.detach_reset,
-        neuron.surrogate.name, neuron.surrogate.alpha, heads=heads, images=images,
+        neuron.surrogate.name, neuron.surrogate.alpha, heads=heads, images=images, repeated=repeated,
     )  # fmt: skip
     return unfold_time(s, timesteps) if images else s
