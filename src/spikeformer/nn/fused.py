@@ -24,9 +24,10 @@ __all__ = ["bn_neuron"]
 
 
 def _fusable(layer: ConvBN2d | LinearBN, neuron: BaseNeuron, x: torch.Tensor) -> bool:
-    bn = layer.bn
+    bn = getattr(layer, "bn", None)
     return (
-        torch.is_grad_enabled()
+        isinstance(layer, ConvBN2d | LinearBN)  # (a model may swap in other modules: they run as they are)
+        and torch.is_grad_enabled()
         and triton_bn_lif.available(x)
         and batch_statistics(bn)
         and not (isinstance(layer, ConvBN2d) and not isinstance(layer.pool, nn.Identity))
