@@ -166,3 +166,44 @@ def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monke
     assert counts["plain"][1] <= linears - 2 * model.config.depth  # Q, K, V: one conversion per block, not three
     assert counts["fast"][1] == counts["plain"][1] - 2 * model.config.depth  # int8 spikes need no conversion
     assert not getattr(int8_mod._cache, "on", False)  # the cache only lives within a forward pass
+
+
+@pytest.mark.skipif(not kernels.available(), reason=KERNELS_MISSING)
+@pytest.mark.parametrize("k,s,p,hw", [(3, 2, 1, (9, 8)), (3, 2, 1, (8, 8)), (2, 2, 0, (7, 6))])
+def test_int8_conv_pools_its_accumulators_like_the_float_pooling(k, s, p, hw):
+    """A conv with fused max-pooling (int32 accumulators pooled, then scaled) gives exactly the pooled dequantized
+    output, with negative weights (BatchNorm folded with negative scales) and padding windows included."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(6, 20, 3, padding=1)
+    with torch.no_grad():
+        conv.weight[:7] *= -1
+    layer = Int8Conv2d(conv)
+    x = _ints((3, 6, *hw), seed=7, low=0, high=3)
+    with torch.inference_mode():
+        ref = F.max_pool2d(layer(x), k, s, p)
+        layer.pool = (k, s, p)
+        out = layer(x)
+        floats = layer(x + 0.5)  # not integers: the float path pools too
+    assert torch.equal(out, ref)
+    assert torch.allclose(floats, F.max_pool2d(F.conv2d(x + 0.5, conv.weight, conv.bias, padding=1), k, s, p))
+
+
+def test_int8_runner_pools_inside_the_convolutions_before_the_neuron():
+    """SpikingJelly's Spikformer max-pools the BatchNorm output (before the neuron): in the int8 runner those convs
+    pool their accumulators themselves and the stage's pooling is gone; the logits equal the unfused int8 path's."""
+    from spikeformer.nn.layers import ConvBN2d
+
+    torch.manual_seed(4)
+    model = firing_model()
+    sj_style = type(model)(**{**model.config.to_dict(), "pool_position": "before_neuron"})
+    sj_style.load_state_dict(model.state_dict())
+    fast = Runner(sj_style.eval(), precision="int8")
+    fused = [m.conv for m in fast.model.modules() if isinstance(m, ConvBN2d) and m.conv.pool is not None]
+    assert len(fused) == sum(sj_style.config.pool_stages) and kernels.available()
+    plain = Runner(sj_style.eval(), precision="int8")
+    for stage in plain.model.modules():
+        if isinstance(stage, ConvBN2d) and stage.conv.pool is not None:
+            stage.pool, stage.conv.pool = nn.MaxPool2d(*stage.conv.pool), None
+    x = torch.rand(4, 1, 28, 28) * 3
+    assert torch.equal(fast.run(x), plain.run(x))
+    assert all(c.calls["int8"] > 0 for c in fused)

@@ -29,6 +29,7 @@ __all__ = [
     "Int8Linear",
     "Int8Conv2d",
     "fuse_dequantize_into_neurons",
+    "fuse_pooling_into_int8_convs",
     "int8_spiking_neurons",
     "to_int8",
     "quantize_per_channel",
@@ -152,9 +153,11 @@ class Int8Conv2d(_Int8Layer):
         self.__dict__["dense_equivalent"] = conv  # for the energy profiler; not a submodule
         self.kernel, self.stride, self.padding = (kh, kw), conv.stride, conv.padding
         self.out_channels = o
+        self.pool: tuple[int, int, int] | None = None  # (k, stride, padding): max-pooling of the output, fused
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return y if self.pool is None else F.max_pool2d(y, *self.pool)
 
     def _int(self, x: torch.Tensor) -> torch.Tensor | None:
         if x.dtype != torch.float32 or x.device.type != "cpu":
@@ -165,7 +168,16 @@ class Int8Conv2d(_Int8Layer):
         k = kernels.get()
         if k is not None:  # im2col with the exactness check in one pass, NCHW written by the epilogue
             cols, ok = k.im2col_int8(x, kh, kw, sh, sw, ph, pw)
-            return self._product(cols, images=n).reshape(n, self.out_channels, ho, wo) if ok else None
+            if not ok:
+                return None
+            if self.pool is not None:  # pool the int32 rows, then scale the pooled ones only
+                acc = k.maxpool_int32_rows(torch._int_mm(cols, self.qweight[0]), n, ho, wo, *self.pool)
+                ho, wo = ((d + 2 * self.pool[2] - self.pool[0]) // self.pool[1] + 1 for d in (ho, wo))
+                bias = self.bias.detach() if self.bias is not None else torch.empty(0)
+                return k.dequantize([acc], self.scales, bias, n).reshape(n, self.out_channels, ho, wo)
+            return self._product(cols, images=n).reshape(n, self.out_channels, ho, wo)
+        if self.pool is not None:
+            return None  # (the fused pooling needs the kernels; the float path pools)
         x8 = _as_int8(x)
         if x8 is None:
             return None
@@ -218,6 +230,36 @@ def fuse_dequantize_into_neurons(model: nn.Module) -> int:
                 neuron.int32_scale = lin.scales[0]
                 neuron.int32_bias = None if lin.bias is None else lin.bias.detach()
                 n += 1
+    return n
+
+
+def fuse_pooling_into_int8_convs(model: nn.Module) -> int:
+    """Let each single-term int8 convolution followed by max-pooling (``ConvBN2d(pool=True)`` with its BatchNorm
+    folded: SpikingJelly's Spikformer pools before the neuron) pool its int32 accumulators and scale only the pooled
+    ones (in place; the stage's own pooling becomes the identity). Same outputs: the per-channel scales are positive
+    (``quantize_per_channel``), so scaling and adding the bias is non-decreasing in the accumulator and commutes with
+    the maximum. Returns how many convolutions took their pooling."""
+    from spikeformer.nn.layers import ConvBN2d
+    from spikeformer.runtime.pool import FastMaxPool2d
+
+    n = 0
+    for stage in model.modules():
+        if not (isinstance(stage, ConvBN2d) and isinstance(stage.bn, nn.Identity)):
+            continue
+        conv, pool = stage.conv, stage.pool
+        if not (isinstance(conv, Int8Conv2d) and conv.qweight.shape[0] == 1 and bool((conv.scales > 0).all())):
+            continue
+        if isinstance(pool, FastMaxPool2d):
+            conv.pool = (pool.k, pool.s, pool.p)
+        elif isinstance(pool, nn.MaxPool2d) and pool.dilation == 1 and not pool.ceil_mode:
+            conv.pool = (pool.kernel_size, pool.stride, pool.padding)
+            if not all(isinstance(v, int) for v in conv.pool):
+                conv.pool = None
+                continue
+        else:
+            continue
+        stage.pool = nn.Identity()
+        n += 1
     return n
 
 

@@ -22,7 +22,13 @@ from spikeformer.nn.fold import fold_batchnorm, move_conv_bias_into_neurons
 from spikeformer.nn.neuron import BaseNeuron, set_backend
 from spikeformer.runtime.cuda_graphs import GraphedForward
 from spikeformer.runtime.event import to_event_driven
-from spikeformer.runtime.int8 import fuse_dequantize_into_neurons, int8_spiking_neurons, shared_conversions, to_int8
+from spikeformer.runtime.int8 import (
+    fuse_dequantize_into_neurons,
+    fuse_pooling_into_int8_convs,
+    int8_spiking_neurons,
+    shared_conversions,
+    to_int8,
+)
 from spikeformer.runtime.pool import to_fast_pooling
 
 __all__ = ["Runner", "RunStats", "PRECISIONS"]
@@ -141,6 +147,7 @@ class Runner:
             model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
             int8_spiking_neurons(model)  # spikes that only int8 products read are written as int8
             fuse_dequantize_into_neurons(model)  # and neurons read their products' int32 accumulators directly
+            fuse_pooling_into_int8_convs(model)  # convolutions max-pool their int32 accumulators before scaling them
         if event_driven is None:
             event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:

@@ -10,7 +10,8 @@
 //    A 3x3 / stride 1 / padding 1 convolution is the same product over the 9 shifted neighbours (weights laid out as
 //    [(dy, dx, c_in), c_out]).
 // 3. int8 helpers (spikeformer.runtime.int8): exact float -> int8 conversion, im2col, dequantization epilogue.
-// 4. Max-pooling of NCHW maps (PyTorch's NCHW CPU max-pool is several times slower here).
+// 4. Max-pooling of NCHW maps (PyTorch's NCHW CPU max-pool is several times slower here), and of an int8 product's
+//    int32 rows before they are scaled.
 
 #include <torch/extension.h>
 
@@ -603,6 +604,40 @@ torch::Tensor dequantize(std::vector<torch::Tensor> acc, torch::Tensor scales, t
   return out;
 }
 
+// Max-pooling of int32 accumulators [N*H*W, C] (an int8 product's output rows, channels last) for a layer whose output
+// is acc * scale_c + bias_c with scale_c > 0: pooling the accumulators and then scaling equals scaling and then pooling
+// exactly (a rounded increasing map stays non-decreasing), with 4x fewer values to scale. k x k / stride / padding
+// (padding never wins), floor mode. Returns [N*Ho*Wo, C] int32.
+torch::Tensor maxpool_int32_rows(torch::Tensor acc, int64_t N, int64_t H, int64_t W, int64_t k, int64_t st,
+                                 int64_t pad) {
+  TORCH_CHECK(acc.scalar_type() == torch::kInt32 && acc.dim() == 2 && acc.size(0) == N * H * W,
+              "maxpool_int32_rows: int32 [N*H*W, C]");
+  acc = acc.contiguous();
+  const int64_t C = acc.size(1);
+  const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
+  auto out = torch::empty({N * Ho * Wo, C}, acc.options());
+  const int32_t* pa = acc.data_ptr<int32_t>();
+  int32_t* po = out.data_ptr<int32_t>();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t oy = 0; oy < Ho; ++oy) {
+      const int64_t y0 = std::max<int64_t>(0, oy * st - pad), y1 = std::min<int64_t>(H, oy * st - pad + k);
+      for (int64_t ox = 0; ox < Wo; ++ox) {
+        const int64_t x0 = std::max<int64_t>(0, ox * st - pad), x1 = std::min<int64_t>(W, ox * st - pad + k);
+        int32_t* dst = po + ((n * Ho + oy) * Wo + ox) * C;
+        std::memcpy(dst, pa + ((n * H + y0) * W + x0) * C, C * sizeof(int32_t));
+        for (int64_t y = y0; y < y1; ++y) {
+          for (int64_t x = x0; x < x1; ++x) {
+            const int32_t* src = pa + ((n * H + y) * W + x) * C;
+            for (int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // Max-pooling k x k / stride s / padding p (floor mode, padding never wins) of float32 [N, C, H, W], one plane per
 // task: identical to nn.MaxPool2d.
 torch::Tensor maxpool2d(torch::Tensor x, int64_t k, int64_t st, int64_t pad);  // below, with maxpool2d_argmax
@@ -773,4 +808,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact");
   m.def("im2col_int8", &im2col_int8, "NCHW float32 -> int8 im2col rows when exact");
   m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias");
+  m.def("maxpool_int32_rows", &maxpool_int32_rows, "max-pooling of int32 rows [N*H*W, C] (channels last)");
 }
