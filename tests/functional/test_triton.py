@@ -428,3 +428,37 @@ if INTERPRETED or ON_GPU:
         g2 = torch.autograd.grad((outs[1][0] * g).sum(), (y_rep, bns[1].weight, bns[1].bias))
         assert torch.allclose(g1[0], g2[0].reshape(timesteps, 3, c, 5, 6).sum(0), atol=1e-5, rtol=1e-4)
         assert torch.allclose(g1[1], g2[1], rtol=1e-4, atol=1e-6) and torch.allclose(g1[2], g2[2], rtol=1e-4)
+
+    def test_spike_driven_transformer_trains_like_the_modules_with_the_triton_batchnorm(monkeypatch):
+        """The Spike-driven Transformer's BatchNorms mostly feed a residual sum or a max-pool, not a neuron: those run
+        the Triton BatchNorm alone (its Q, K, V BatchNorm + neuron fused); logits, gradients and running statistics
+        equal the modules' (float32)."""
+        import copy
+
+        from spikeformer.functional import triton_bn_lif
+        from spikeformer.models import create_model
+        from spikeformer.nn import set_backend
+
+        torch.manual_seed(12)
+        kw = dict(img_size=16, in_chans=1, num_classes=5, embed_dim=32, depth=1, num_heads=4, timesteps=2)
+        ref = create_model("sdt-8-384", **kw).train().to(memory_format=torch.channels_last)
+        model = copy.deepcopy(ref)
+        set_backend(model, "fused")
+        x = torch.rand(3, 1, 16, 16)
+        with monkeypatch.context() as m:
+            m.setattr(triton_bn_lif, "ENABLED", False)
+            out_ref = ref(x)
+        calls = []
+        real = triton_bn_lif._BNLIF.apply, triton_bn_lif._BatchNorm.apply
+        monkeypatch.setattr(triton_bn_lif._BNLIF, "apply", lambda *a: calls.append("bn_lif") or real[0](*a))
+        monkeypatch.setattr(triton_bn_lif._BatchNorm, "apply", lambda *a: calls.append("bn") or real[1](*a))
+        out = model(x)
+        assert calls.count("bn_lif") == 3 and calls.count("bn") >= 4, calls
+        assert torch.allclose(out, out_ref, atol=1e-5), (out - out_ref).abs().max()
+        g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
+        g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+        scale = max(t.abs().max().item() for t in g_ref)
+        for mine, theirs in zip(g, g_ref, strict=True):
+            assert torch.allclose(mine, theirs, atol=1e-5 * scale, rtol=1e-3)
+        for (name, mine), theirs in zip(model.named_buffers(), ref.buffers(), strict=True):
+            assert torch.allclose(mine.float(), theirs.float(), atol=1e-5), name
