@@ -313,6 +313,18 @@ if INTERPRETED or ON_GPU:
                 err, err_ref = ((t.float() - true[0]).norm() / true[0].norm() for t in (mine, ref))
                 assert err < 0.15 and err_ref < 0.15, (err, err_ref)
 
+    def _assert_trains_alike(model, out, ref, out_ref):
+        """Logits, parameter gradients (of a squared-logit loss) and buffers of ``model`` equal ``ref``'s."""
+        assert torch.allclose(out, out_ref, atol=1e-5), (out - out_ref).abs().max()
+        g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
+        g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+        scale = max(t.abs().max().item() for t in g_ref)
+        for mine, theirs in zip(g, g_ref, strict=True):
+            # (a linear bias before BatchNorm has a true gradient of 0: both are rounding noise there)
+            assert torch.allclose(mine, theirs, atol=1e-5 * scale, rtol=1e-3)
+        for (name, mine), theirs in zip(model.named_buffers(), ref.buffers(), strict=True):
+            assert torch.allclose(mine.float(), theirs.float(), atol=1e-5), name
+
     @pytest.mark.parametrize("pool_position", ["after_neuron", "before_neuron"])
     def test_fused_batchnorm_in_a_model_trains_like_the_modules(pool_position, monkeypatch):
         """A whole Spikformer in training mode: every conv/linear + BatchNorm + neuron runs fused (with SpikingJelly's
@@ -349,15 +361,7 @@ if INTERPRETED or ON_GPU:
             triton_bn_lif._BNLIF.apply, triton_bn_lif._BatchNorm.apply = real
         pooled = 2 if pool_position == "before_neuron" else 0
         assert calls.count("bn_lif") == 17 - pooled and calls.count("bn") == pooled
-        assert torch.allclose(out, out_ref, atol=1e-5), (out - out_ref).abs().max()
-        g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
-        g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
-        scale = max(t.abs().max().item() for t in g_ref)
-        for mine, theirs in zip(g, g_ref, strict=True):
-            # (a linear bias before BatchNorm has a true gradient of 0: both are rounding noise there)
-            assert torch.allclose(mine, theirs, atol=1e-5 * scale, rtol=1e-3)
-        for (name, mine), theirs in zip(model.named_buffers(), ref.buffers(), strict=True):
-            assert torch.allclose(mine.float(), theirs.float(), atol=1e-5), name
+        _assert_trains_alike(model, out, ref, out_ref)
 
     @pytest.mark.parametrize(
         ("images", "dtype"), [(True, torch.float32), (False, torch.float32), (True, torch.bfloat16)]
@@ -454,11 +458,4 @@ if INTERPRETED or ON_GPU:
         monkeypatch.setattr(triton_bn_lif._BatchNorm, "apply", lambda *a: calls.append("bn") or real[1](*a))
         out = model(x)
         assert calls.count("bn_lif") == 3 and calls.count("bn") >= 4, calls
-        assert torch.allclose(out, out_ref, atol=1e-5), (out - out_ref).abs().max()
-        g_ref = torch.autograd.grad(out_ref.square().sum(), list(ref.parameters()))
-        g = torch.autograd.grad(out.square().sum(), list(model.parameters()))
-        scale = max(t.abs().max().item() for t in g_ref)
-        for mine, theirs in zip(g, g_ref, strict=True):
-            assert torch.allclose(mine, theirs, atol=1e-5 * scale, rtol=1e-3)
-        for (name, mine), theirs in zip(model.named_buffers(), ref.buffers(), strict=True):
-            assert torch.allclose(mine.float(), theirs.float(), atol=1e-5), name
+        _assert_trains_alike(model, out, ref, out_ref)

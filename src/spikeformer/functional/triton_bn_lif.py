@@ -57,7 +57,7 @@ def available(t: torch.Tensor) -> bool:
 
 
 if triton is not None:
-    from spikeformer.functional.triton_lif import _surrogate_grad
+    from spikeformer.functional.triton_lif import _grad_h
 
     @triton.jit
     def _tile(R, C, BR: tl.constexpr, BC: tl.constexpr, i=0, ITERS: tl.constexpr = 1):
@@ -67,6 +67,12 @@ if triton is not None:
         cols = tl.program_id(1) * BC + tl.arange(0, BC)
         m = (rows < R)[:, None] & (cols < C)[None, :]
         return rows, cols, m, rows[:, None] * C + cols[None, :]
+
+    @triton.jit
+    def _batch_stats(mean_ptr, invstd_ptr, cols, cm):
+        """Per-channel mean and 1/std as ``[1, BC]`` rows."""
+        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
+        return mean, tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
 
     @triton.jit
     def _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT: tl.constexpr):
@@ -170,8 +176,7 @@ if triton is not None:
         rows, cols, m, off = _tile(R, C, BR, BC)
         soff = _out_offsets(rows, cols, off, NTOK, HEADS, DH, SPLIT)
         cm = cols < C
-        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
-        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        mean, invstd = _batch_stats(mean_ptr, invstd_ptr, cols, cm)
         w, bias = _affine(w_ptr, b_ptr, cols, cm, HAS_W)
         step = R * C
         v = tl.zeros([BR, BC], tl.float32) + v0
@@ -206,8 +211,7 @@ if triton is not None:
     ):  # fmt: skip
         cols = tl.program_id(1) * BC + tl.arange(0, BC)
         cm = cols < C
-        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
-        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        mean, invstd = _batch_stats(mean_ptr, invstd_ptr, cols, cm)
         step = R * C
         sg = tl.zeros([BR, BC], tl.float32)
         sgx = tl.zeros([BR, BC], tl.float32)
@@ -228,18 +232,7 @@ if triton is not None:
                 n_h = tl.load(h_ptr + (t - 1) * step + off, mask=pm, other=0.0)
                 n_g = tl.load(gs_ptr + (t - 1) * step + soff, mask=pm, other=0.0)
                 n_y = tl.load(y_ptr + (t - 1) * YSTEP + off, mask=pm, other=0.0)
-                d = _surrogate_grad(hm, alpha, KIND)
-                if SOFT:
-                    if DETACH:
-                        g_h = gs * d + g_v
-                    else:
-                        g_h = gs * d + g_v * (1.0 - theta * d)
-                else:
-                    keep = 1.0 - (hm >= 0.0).to(tl.float32)
-                    if DETACH:
-                        g_h = gs * d + g_v * keep
-                    else:
-                        g_h = gs * d + g_v * (keep + (v_reset - theta - hm) * d)
+                g_h = _grad_h(hm, v_reset - theta - hm, gs, g_v, theta, alpha, SOFT, DETACH, KIND)
                 g_v = g_h * a
                 # dL/dz as stored (rounded to its dtype): the sums and the second pass see the same values
                 gz = (g_h * b).to(gz_ptr.dtype.element_ty)
@@ -257,8 +250,7 @@ if triton is not None:
     ):  # fmt: skip
         _, cols, m, off = _tile(M, C, BR, BC)
         cm = cols < C
-        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
-        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        mean, invstd = _batch_stats(mean_ptr, invstd_ptr, cols, cm)
         w, bias = _affine(w_ptr, b_ptr, cols, cm, HAS_W)
         y = tl.load(y_ptr + off, mask=m, other=0.0).to(tl.float32)
         tl.store(z_ptr + off, (w[None, :] * (y - mean) * invstd + bias[None, :]).to(z_ptr.dtype.element_ty), mask=m)
@@ -270,8 +262,7 @@ if triton is not None:
     ):  # fmt: skip
         cols = tl.program_id(1) * BC + tl.arange(0, BC)
         cm = cols < C
-        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
-        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        mean, invstd = _batch_stats(mean_ptr, invstd_ptr, cols, cm)
         sg = tl.zeros([BR, BC], tl.float32)
         sgx = tl.zeros([BR, BC], tl.float32)
         for i in range(ITERS):
@@ -292,8 +283,7 @@ if triton is not None:
         # COPIES > 1: y was read as the input of every one of COPIES steps (dL/dz holds them one after the other)
         rows, cols, m, off = _tile(M, C, BR, BC)
         cm = cols < C
-        mean = tl.load(mean_ptr + cols, mask=cm, other=0.0)[None, :]
-        invstd = tl.load(invstd_ptr + cols, mask=cm, other=0.0)[None, :]
+        mean, invstd = _batch_stats(mean_ptr, invstd_ptr, cols, cm)
         w, _ = _affine(w_ptr, w_ptr, cols, cm, HAS_W)
         mg = (tl.load(sum_ptr + cols, mask=cm, other=0.0) * inv_count)[None, :]
         mgx = (tl.load(dot_ptr + cols, mask=cm, other=0.0) * inv_count)[None, :]

@@ -146,23 +146,31 @@ if triton is not None:
         return d
 
     @triton.jit
-    def _grad_step(
-        h, gs, g_v, m, idx, gx_ptr, a, b, theta, v_reset, alpha,
-        SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr,
+    def _grad_h(
+        hm, vr_minus_h, gs, g_v, theta, alpha, SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr
     ):  # fmt: skip
-        """One time step backwards: store dL/dx_t, return dL/dv_{t-1} (unchanged where not ``m``)."""
-        d = _surrogate_grad(h - theta, alpha, KIND)
+        """``dL/dh_t`` from ``hm = h_t - theta``, ``v_reset - h_t``, ``dL/ds_t`` and ``dL/dv_t``."""
+        d = _surrogate_grad(hm, alpha, KIND)
         if SOFT:
             if DETACH:
                 g_h = gs * d + g_v
             else:
                 g_h = gs * d + g_v * (1.0 - theta * d)
         else:
-            keep = 1.0 - ((h - theta) >= 0.0).to(tl.float32)
+            keep = 1.0 - (hm >= 0.0).to(tl.float32)
             if DETACH:
                 g_h = gs * d + g_v * keep
             else:
-                g_h = gs * d + g_v * (keep + (v_reset - h) * d)
+                g_h = gs * d + g_v * (keep + vr_minus_h * d)
+        return g_h
+
+    @triton.jit
+    def _grad_step(
+        h, gs, g_v, m, idx, gx_ptr, a, b, theta, v_reset, alpha,
+        SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr,
+    ):  # fmt: skip
+        """One time step backwards: store dL/dx_t, return dL/dv_{t-1} (unchanged where not ``m``)."""
+        g_h = _grad_h(h - theta, v_reset - h, gs, g_v, theta, alpha, SOFT, DETACH, KIND)
         tl.store(gx_ptr + idx, (g_h * b).to(gx_ptr.dtype.element_ty), mask=m)
         return tl.where(m, g_h * a, g_v)
 
