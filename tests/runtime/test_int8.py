@@ -207,3 +207,37 @@ def test_int8_runner_pools_inside_the_convolutions_before_the_neuron():
     x = torch.rand(4, 1, 28, 28) * 3
     assert torch.equal(fast.run(x), plain.run(x))
     assert all(c.calls["int8"] > 0 for c in fused)
+
+
+def test_int8_runner_keeps_the_residual_stream_in_int8():
+    """With the pooling before the neuron (SpikingJelly's Spikformer) the whole residual stream is a sum of spikes: the
+    int8 runner keeps it in int8 (no float32 -> int8 pass before Q/K/V and fc1) and the logits are those of the float
+    stream."""
+    from spikeformer.nn.neuron import BaseNeuron
+    from spikeformer.runtime import int8 as int8_mod
+
+    model = firing_model()
+    sj_style = type(model)(**{**model.config.to_dict(), "pool_position": "before_neuron"})
+    sj_style.load_state_dict(model.state_dict())
+    sj_style.eval()
+    stream = sj_style.int8_consumed_neurons()
+    assert len(stream) == 2 + 2 * sj_style.config.depth
+    assert model.int8_consumed_neurons() == []  # pooling after the last stage's neuron: a float stream
+    fast = Runner(sj_style, precision="int8")
+    plain = Runner(sj_style, precision="int8")
+    for m in plain.model.int8_consumed_neurons():
+        m.int8_spikes = False
+    assert all(m.int8_spikes for m in fast.model.int8_consumed_neurons())
+    x = torch.rand(4, 1, 28, 28) * 3
+    conversions = {}
+    real = int8_mod._convert
+    for name, runner in (("fast", fast), ("plain", plain)):
+        calls = []
+        int8_mod._convert = lambda t, calls=calls: calls.append(t.shape) or real(t)
+        try:
+            conversions[name] = (runner.run(x), len(calls))
+        finally:
+            int8_mod._convert = real
+    assert torch.equal(conversions["fast"][0], conversions["plain"][0])
+    assert conversions["fast"][1] == conversions["plain"][1] - 2 * sj_style.config.depth
+    assert sum(isinstance(m, BaseNeuron) and m.int8_spikes for m in fast.model.modules()) > len(stream)

@@ -200,7 +200,8 @@ class SpikingVisionModel(nn.Module):
         x = self.patch_embed(x_seq)
         for block in self.blocks:
             x = block(x)
-        return x.mean(2)  # [T, B, N, D] -> [T, B, D]
+        # [T, B, N, D] -> [T, B, D] (an int8 residual stream, spikeformer.runtime.int8: averaged in float32)
+        return x.mean(2) if x.is_floating_point() else x.mean(2, dtype=torch.float32)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         """``[T, B, D] -> [T, B, classes]``."""

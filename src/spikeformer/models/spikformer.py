@@ -120,6 +120,17 @@ class Spikformer(SpikingVisionModel):
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         _init_weights(self)
 
+    def int8_consumed_neurons(self) -> list[nn.Module]:
+        """The neurons whose spikes make up the residual stream (the last patch-splitting stage, the position
+        embedding, each block's proj and fc2), when that stream can be held in int8: the stream is a sum of at most
+        ``2 + 2 * depth`` spikes, read only by the residual sums, int8 products and the final mean over tokens. Not
+        when a max-pool reads the last stage's spikes (the paper's pooling after the neuron)."""
+        sps = self.patch_embed
+        if 2 + 2 * self.config.depth > 127 or not isinstance(sps.pools[-1], nn.Identity):
+            return []
+        blocks = [(b.attn.proj_neuron, b.mlp.fc2_neuron) for b in self.blocks]
+        return [sps.neurons[-1], sps.rpe_neuron, *(n for pair in blocks for n in pair)]
+
 
 def _init_weights(model: nn.Module) -> None:
     """Truncated normal (std 0.02) for linear layers, as the reference implementations do; BN at identity."""

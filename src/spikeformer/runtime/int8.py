@@ -156,10 +156,12 @@ class Int8Conv2d(_Int8Layer):
         self.pool: tuple[int, int, int] | None = None  # (k, stride, padding): max-pooling of the output, fused
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        y = F.conv2d(x.float() if x.dtype == torch.int8 else x, self.weight, self.bias, self.stride, self.padding)
         return y if self.pool is None else F.max_pool2d(y, *self.pool)
 
     def _int(self, x: torch.Tensor) -> torch.Tensor | None:
+        if x.dtype == torch.int8:  # int8 spikes (an int8-spiking neuron): im2col reads float32 (a cheap pass)
+            x = x.float()
         if x.dtype != torch.float32 or x.device.type != "cpu":
             return None
         n, c, h, w = x.shape
@@ -205,8 +207,9 @@ def supports_conv(conv: nn.Conv2d) -> bool:
 
 def int8_spiking_neurons(model: nn.Module) -> int:
     """Let every neuron that only int8 products read emit int8 spikes (in place): modules that know such neurons list
-    them with ``int8_consumed_neurons()``; the product then reads the spikes as they are, without a float32 -> int8
-    pass. Returns how many neurons were switched."""
+    them with ``int8_consumed_neurons()`` (a Spikformer also lists the neurons of its residual stream, which int8
+    holds exactly); the product then reads the spikes as they are, without a float32 -> int8 pass. Returns how many
+    neurons were switched."""
     n = 0
     for module in model.modules():
         for neuron in getattr(module, "int8_consumed_neurons", list)():
