@@ -145,7 +145,9 @@ def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monke
     model = firing_model()
     fast = Runner(model, precision="int8")
     marked = [m for m in fast.model.modules() if isinstance(m, BaseNeuron) and m.int8_spikes]
-    assert len(marked) == 2 * model.config.depth  # fc1_neuron and attn_neuron of every block
+    stages = model.patch_embed.int8_consumed_neurons()  # stage neurons that only the next convolution reads
+    assert len(stages) == 2  # (the tiny model pools after its third and fourth stages' neurons)
+    assert len(marked) == 2 * model.config.depth + len(stages)  # and fc1_neuron and attn_neuron of every block
     fused = [m for m in fast.model.modules() if isinstance(m, int8_mod.Int8Linear) and m.raw_out]
     assert len(fused) == 3 * model.config.depth  # proj, fc1 and fc2 hand their int32 accumulators to their neurons
     plain = Runner(model, precision="int8")
@@ -241,3 +243,13 @@ def test_int8_runner_keeps_the_residual_stream_in_int8():
     assert torch.equal(conversions["fast"][0], conversions["plain"][0])
     assert conversions["fast"][1] == conversions["plain"][1] - 2 * sj_style.config.depth
     assert sum(isinstance(m, BaseNeuron) and m.int8_spikes for m in fast.model.modules()) > len(stream)
+
+
+def test_int8_conv_reads_int8_spikes_like_float_ones(path):
+    """Spikes from an int8-spiking neuron go into the convolution as they are (im2col reads int8)."""
+    torch.manual_seed(5)
+    layer = Int8Conv2d(nn.Conv2d(7, 9, 3, padding=1))
+    x = _ints((2, 7, 6, 5), seed=8)
+    with torch.inference_mode():
+        assert torch.equal(layer(x.to(torch.int8)), layer(x))
+    assert layer.calls == {"int8": 2, "float": 0}

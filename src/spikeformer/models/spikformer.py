@@ -41,6 +41,11 @@ class SpikingPatchSplitting(nn.Module):
         self.rpe = ConvBN2d(c.embed_dim, c.embed_dim, 3)
         self.rpe_neuron = model.make_neuron()
 
+    def int8_consumed_neurons(self) -> list[nn.Module]:
+        """The stage neurons whose spikes only the next stage's convolution reads (no max-pool after them); the last
+        stage's neuron feeds the residual stream (``Spikformer.int8_consumed_neurons``)."""
+        return [n for n, pool in zip(self.neurons[:-1], self.pools[:-1], strict=True) if isinstance(pool, nn.Identity)]
+
     def conv_neuron_pairs(self) -> list[tuple[ConvBN2d, nn.Module]]:
         """Each conv stage with the neuron that reads its output (through max-pooling at most):
         ``spikeformer.nn.fold.move_conv_bias_into_neurons``."""

@@ -160,15 +160,15 @@ class Int8Conv2d(_Int8Layer):
         return y if self.pool is None else F.max_pool2d(y, *self.pool)
 
     def _int(self, x: torch.Tensor) -> torch.Tensor | None:
-        if x.dtype == torch.int8:  # int8 spikes (an int8-spiking neuron): im2col reads float32 (a cheap pass)
+        k = kernels.get()
+        if x.dtype == torch.int8 and k is None:  # int8 spikes (an int8-spiking neuron) without the kernels
             x = x.float()
-        if x.dtype != torch.float32 or x.device.type != "cpu":
+        if x.dtype not in (torch.float32, torch.int8) or x.device.type != "cpu":
             return None
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        k = kernels.get()
-        if k is not None:  # im2col with the exactness check in one pass, NCHW written by the epilogue
+        if k is not None:  # im2col (float32: with the exactness check) in one pass, NCHW written by the epilogue
             cols, ok = k.im2col_int8(x, kh, kw, sh, sw, ph, pw)
             if not ok:
                 return None

@@ -504,25 +504,40 @@ std::tuple<torch::Tensor, bool> to_int8_exact(torch::Tensor x) {
 // same exactness check as to_int8_exact.
 std::tuple<torch::Tensor, bool> im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                             int64_t ph, int64_t pw) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "im2col_int8: float32 [N, C, H, W]");
+  TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kInt8),
+              "im2col_int8: float32 or int8 [N, C, H, W]");
   x = x.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = (H + 2 * ph - kh) / sh + 1, Wo = (W + 2 * pw - kw) / sw + 1;
-  // 1) NCHW float -> NHWC int8
+  // 1) NCHW -> NHWC int8 (float32: with the exactness check; int8 spikes: a transposed copy)
   auto nhwc = torch::empty({N, H, W, C}, x.options().dtype(torch::kInt8));
-  const float* px = x.data_ptr<float>();
   int8_t* pn = nhwc.data_ptr<int8_t>();
   int bad = 0;
+  if (x.scalar_type() == torch::kInt8) {
+    const int8_t* px = x.data_ptr<int8_t>();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t y = 0; y < H; ++y) {
+        for (int64_t c = 0; c < C; ++c) {
+          const int8_t* src = px + ((n * C + c) * H + y) * W;
+          int8_t* dst = pn + ((n * H + y) * W) * C + c;
+          for (int64_t xx = 0; xx < W; ++xx) dst[xx * C] = src[xx];
+        }
+      }
+    }
+  } else {
+    const float* px = x.data_ptr<float>();
 #pragma omp parallel for collapse(2) schedule(static) reduction(| : bad)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t y = 0; y < H; ++y) {
-      for (int64_t c = 0; c < C; ++c) {
-        const float* src = px + ((n * C + c) * H + y) * W;
-        int8_t* dst = pn + ((n * H + y) * W) * C + c;
-        for (int64_t xx = 0; xx < W; ++xx) {
-          const float v = src[xx];
-          bad |= !exact_int8(v);
-          dst[xx * C] = static_cast<int8_t>(v);
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t y = 0; y < H; ++y) {
+        for (int64_t c = 0; c < C; ++c) {
+          const float* src = px + ((n * C + c) * H + y) * W;
+          int8_t* dst = pn + ((n * H + y) * W) * C + c;
+          for (int64_t xx = 0; xx < W; ++xx) {
+            const float v = src[xx];
+            bad |= !exact_int8(v);
+            dst[xx * C] = static_cast<int8_t>(v);
+          }
         }
       }
     }
@@ -806,7 +821,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("maxpool2d_argmax", &maxpool2d_argmax, "k x k max-pooling of NCHW float32/bf16 with the winning tap");
   m.def("maxpool2d_backward", &maxpool2d_backward, "gradient of maxpool2d_argmax (float32/bf16)");
   m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact");
-  m.def("im2col_int8", &im2col_int8, "NCHW float32 -> int8 im2col rows when exact");
+  m.def("im2col_int8", &im2col_int8, "NCHW float32 (when exact) or int8 -> int8 im2col rows");
   m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias");
   m.def("maxpool_int32_rows", &maxpool_int32_rows, "max-pooling of int32 rows [N*H*W, C] (channels last)");
 }
