@@ -154,7 +154,7 @@ def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monke
     for m in plain.model.modules():
         if isinstance(m, BaseNeuron):
             m.int8_spikes, m.int32_scale, m.int32_bias = False, None, None
-        if isinstance(m, int8_mod.Int8Linear):
+        if isinstance(m, int8_mod.Int8Linear | int8_mod.Int8Conv2d):
             m.raw_out = False
     counts = {}
     real = int8_mod._convert
@@ -253,3 +253,35 @@ def test_int8_conv_reads_int8_spikes_like_float_ones(path):
     with torch.inference_mode():
         assert torch.equal(layer(x.to(torch.int8)), layer(x))
     assert layer.calls == {"int8": 2, "float": 0}
+
+
+def test_int8_runner_hands_conv_accumulators_to_the_neurons_in_channels_last_memory():
+    """The patch-splitting convolutions hand their int32 accumulators (channels-last) to their neurons, whose int8
+    spikes stay channels-last into the next im2col; the logits equal the unfused int8 path's."""
+    from spikeformer.nn.layers import ConvBN2d
+
+    model = firing_model()
+    sj_style = type(model)(**{**model.config.to_dict(), "pool_position": "before_neuron"})
+    sj_style.load_state_dict(model.state_dict())
+    fast, plain = Runner(sj_style.eval(), precision="int8"), Runner(sj_style.eval(), precision="int8")
+    pairs = fast.model.patch_embed.conv_neuron_pairs()
+    assert kernels.available() and all(stage.conv.raw_out for stage, _ in pairs)
+    for stage, neuron in plain.model.patch_embed.conv_neuron_pairs():
+        stage.conv.raw_out, neuron.int32_scale, neuron.int32_bias = False, None, None
+    seen = []
+    hook = fast.model.patch_embed.neurons[1].register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    x = torch.rand(4, 1, 28, 28) * 3
+    assert torch.equal(fast.run(x), plain.run(x))
+    hook.remove()
+    acc, spikes = seen[0]
+    assert acc.dtype == torch.int32 and acc.permute(0, 1, 3, 4, 2).is_contiguous()
+    assert spikes.dtype == torch.int8 and spikes.permute(0, 1, 3, 4, 2).is_contiguous()
+    assert isinstance(fast.model.patch_embed.stages[2], ConvBN2d)
+
+
+def test_int8_conv_reads_channels_last_int8_spikes():
+    torch.manual_seed(6)
+    layer = Int8Conv2d(nn.Conv2d(6, 8, 3, padding=1))
+    x = _ints((2, 6, 5, 7), seed=9).to(torch.int8)
+    with torch.inference_mode():
+        assert torch.equal(layer(x.contiguous(memory_format=torch.channels_last)), layer(x))

@@ -183,7 +183,19 @@ def fused_multistep(
             raise ValueError("int32 neuron input needs dequant=(scale, bias): the accumulators of an int8 product")
         scale, dq_bias = dequant
         k = kernels.get() if x_seq.device.type == "cpu" and bias is None else None
-        if k is not None and inference and v0.dtype == torch.float32:
+        if k is not None and inference and v0.dtype == torch.float32 and scale.dim() == 3:
+            # a convolution's accumulators [T, B, C, H, W] (scale [C, 1, 1]) in channels-last memory: the kernel runs
+            # over [T, B, H, W, C] (channel innermost) and the spikes keep that memory
+            rows = x_seq.permute(0, 1, 3, 4, 2)
+            if rows.is_contiguous():
+                v0r = _kernel_v0(v0, x_seq.shape[1:])
+                v0r = v0r if v0r.numel() == 1 else v0r.permute(0, 2, 3, 1).contiguous()
+                s, v = k.lif_forward_dequant(
+                    rows, scale.reshape(-1), torch.empty(0) if dq_bias is None else dq_bias.reshape(-1), v0r,
+                    a, b, (1.0 - a) * v_rest, v_threshold, v_reset is None, v_reset or 0.0, int8_spikes,
+                )  # fmt: skip
+                return s.permute(0, 1, 4, 2, 3), v.permute(0, 3, 1, 2)
+        if k is not None and inference and v0.dtype == torch.float32 and scale.dim() == 1:
             return k.lif_forward_dequant(
                 x_seq, scale, torch.empty(0) if dq_bias is None else dq_bias, _kernel_v0(v0, x_seq.shape[1:]),
                 a, b, (1.0 - a) * v_rest, v_threshold, v_reset is None, v_reset or 0.0, int8_spikes,

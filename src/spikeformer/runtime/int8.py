@@ -154,6 +154,8 @@ class Int8Conv2d(_Int8Layer):
         self.kernel, self.stride, self.padding = (kh, kw), conv.stride, conv.padding
         self.out_channels = o
         self.pool: tuple[int, int, int] | None = None  # (k, stride, padding): max-pooling of the output, fused
+        # int32 accumulators out, channels-last (``fuse_dequantize_into_neurons``): the neuron scales them as it reads
+        self.raw_out = False
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x.float() if x.dtype == torch.int8 else x, self.weight, self.bias, self.stride, self.padding)
@@ -172,12 +174,16 @@ class Int8Conv2d(_Int8Layer):
             cols, ok = k.im2col_int8(x, kh, kw, sh, sw, ph, pw)
             if not ok:
                 return None
+            if self.pool is None and not self.raw_out:
+                return self._product(cols, images=n).reshape(n, self.out_channels, ho, wo)
+            acc = torch._int_mm(cols, self.qweight[0])  # [N*Ho*Wo, O]: channels-last rows
             if self.pool is not None:  # pool the int32 rows, then scale the pooled ones only
-                acc = k.maxpool_int32_rows(torch._int_mm(cols, self.qweight[0]), n, ho, wo, *self.pool)
+                acc = k.maxpool_int32_rows(acc, n, ho, wo, *self.pool)
                 ho, wo = ((d + 2 * self.pool[2] - self.pool[0]) // self.pool[1] + 1 for d in (ho, wo))
-                bias = self.bias.detach() if self.bias is not None else torch.empty(0)
-                return k.dequantize([acc], self.scales, bias, n).reshape(n, self.out_channels, ho, wo)
-            return self._product(cols, images=n).reshape(n, self.out_channels, ho, wo)
+            if self.raw_out:
+                return acc.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)  # [N, O, Ho, Wo] channels-last
+            bias = self.bias.detach() if self.bias is not None else torch.empty(0)
+            return k.dequantize([acc], self.scales, bias, n).reshape(n, self.out_channels, ho, wo)
         if self.pool is not None:
             return None  # (the fused pooling needs the kernels; the float path pools)
         x8 = _as_int8(x)
@@ -219,13 +225,29 @@ def int8_spiking_neurons(model: nn.Module) -> int:
 
 
 def fuse_dequantize_into_neurons(model: nn.Module) -> int:
-    """Let each int8 linear layer that feeds a neuron directly hand it the raw int32 accumulators, the neuron applying
-    the per-channel scale and bias while it reads them (in place): one pass over the layer's output instead of two.
-    Modules list such pairs with ``linear_neuron_pairs() -> [(LinearBN, neuron)]``; only single-term layers whose
-    BatchNorm is folded are touched. When a layer's input is not exact int8 it still returns dequantized float32, and
-    the neuron takes that as it is. Returns how many pairs were fused."""
+    """Let each int8 linear layer or convolution that feeds a neuron directly hand it the raw int32 accumulators, the
+    neuron applying the per-channel scale and bias while it reads them (in place): one pass over the layer's output
+    instead of two. Modules list such pairs with ``linear_neuron_pairs() -> [(LinearBN, neuron)]`` and
+    ``conv_neuron_pairs() -> [(ConvBN2d, neuron)]``; only single-term layers whose BatchNorm is folded (and whose
+    stage pools nothing, or pools inside the convolution) are touched. A convolution's accumulators stay in
+    channels-last memory, and so do the neuron's spikes (the next int8 im2col reads them as they are). When a layer's
+    input is not exact int8 it still returns dequantized float32, and the neuron takes that as it is. Returns how many
+    pairs were fused."""
     n = 0
     for module in model.modules():
+        for stage, neuron in getattr(module, "conv_neuron_pairs", list)():
+            conv = stage.conv
+            if (
+                isinstance(conv, Int8Conv2d)
+                and isinstance(stage.bn, nn.Identity)
+                and isinstance(stage.pool, nn.Identity)
+                and conv.qweight.shape[0] == 1
+                and kernels.available()
+            ):
+                conv.raw_out = True
+                neuron.int32_scale = conv.scales[0].view(-1, 1, 1)  # channel axis 2 of [T, B, C, H, W]
+                neuron.int32_bias = None if conv.bias is None else conv.bias.detach().view(-1, 1, 1)
+                n += 1
         for stage, neuron in getattr(module, "linear_neuron_pairs", list)():
             lin = stage.linear
             if isinstance(lin, Int8Linear) and isinstance(stage.bn, nn.Identity) and lin.qweight.shape[0] == 1:

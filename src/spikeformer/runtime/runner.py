@@ -146,8 +146,8 @@ class Runner:
         if precision == "int8":
             model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
             int8_spiking_neurons(model)  # spikes that only int8 products read are written as int8
-            fuse_dequantize_into_neurons(model)  # and neurons read their products' int32 accumulators directly
             fuse_pooling_into_int8_convs(model)  # convolutions max-pool their int32 accumulators before scaling them
+            fuse_dequantize_into_neurons(model)  # and neurons read their products' int32 accumulators directly
         if event_driven is None:
             event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:

@@ -506,14 +506,18 @@ std::tuple<torch::Tensor, bool> im2col_int8(torch::Tensor x, int64_t kh, int64_t
                                             int64_t ph, int64_t pw) {
   TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kInt8),
               "im2col_int8: float32 or int8 [N, C, H, W]");
-  x = x.contiguous();
+  // int8 in channels-last memory (spikes of a neuron that read channels-last accumulators) is NHWC already
+  const bool nhwc_in = x.scalar_type() == torch::kInt8 && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  if (!nhwc_in) x = x.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = (H + 2 * ph - kh) / sh + 1, Wo = (W + 2 * pw - kw) / sw + 1;
   // 1) NCHW -> NHWC int8 (float32: with the exactness check; int8 spikes: a transposed copy)
-  auto nhwc = torch::empty({N, H, W, C}, x.options().dtype(torch::kInt8));
+  auto nhwc = nhwc_in ? x : torch::empty({N, H, W, C}, x.options().dtype(torch::kInt8));
   int8_t* pn = nhwc.data_ptr<int8_t>();
   int bad = 0;
-  if (x.scalar_type() == torch::kInt8) {
+  if (nhwc_in) {
+    // nothing to do
+  } else if (x.scalar_type() == torch::kInt8) {
     const int8_t* px = x.data_ptr<int8_t>();
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
