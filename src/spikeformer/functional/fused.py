@@ -28,7 +28,7 @@ import torch
 from spikeformer.functional import kernels, triton_lif
 from spikeformer.functional.surrogate import atan_grad, fast_sigmoid_grad, heaviside, sigmoid_grad
 
-__all__ = ["fused_multistep", "add_channel_bias", "SURROGATE_GRADS"]
+__all__ = ["fused_multistep", "add_channel_bias", "lif_coefficients", "SURROGATE_GRADS"]
 
 SURROGATE_GRADS = {"sigmoid": sigmoid_grad, "atan": atan_grad, "fast_sigmoid": fast_sigmoid_grad}
 
@@ -148,6 +148,13 @@ def add_channel_bias(x_seq: torch.Tensor, bias: torch.Tensor | None) -> torch.Te
     return x_seq + (bias.view(-1, 1, 1) if x_seq.dim() == 5 else bias)
 
 
+def lif_coefficients(decay: float | None, decay_input: bool = True) -> tuple[float, float]:
+    """``(a, b)`` of ``h_t = a v_{t-1} + b x_t + ...``: LIF with ``decay = 1/tau``, or IF (``decay=None``)."""
+    if decay is None:
+        return 1.0, 1.0
+    return 1.0 - decay, (decay if decay_input else 1.0)
+
+
 def fused_multistep(
     x_seq: torch.Tensor,
     v0: torch.Tensor,
@@ -170,10 +177,7 @@ def fused_multistep(
     if surrogate not in SURROGATE_GRADS:
         raise ValueError(f"unknown surrogate {surrogate!r}; accepted: {sorted(SURROGATE_GRADS)}")
     v_rest = 0.0 if v_reset is None else v_reset
-    if decay is None:
-        a, b = 1.0, 1.0
-    else:
-        a, b = 1.0 - decay, (decay if decay_input else 1.0)
+    a, b = lif_coefficients(decay, decay_input)
     inference = not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad))  # no autograd node
     if inference and triton_lif.available(x_seq) and v0.device == x_seq.device:
         c = (1.0 - a) * v_rest

@@ -17,7 +17,8 @@ from torch import nn
 
 from spikeformer.functional import triton_bn_lif
 from spikeformer.functional.attention import split_heads
-from spikeformer.nn.layers import ConvBN2d, LinearBN, batch_statistics, fold_time, unfold_time
+from spikeformer.functional.fused import lif_coefficients
+from spikeformer.nn.layers import ConvBN2d, LinearBN, batch_statistics, count_batch, fold_time, unfold_time
 from spikeformer.nn.neuron import IF, LIF, BaseNeuron
 
 __all__ = ["bn_neuron"]
@@ -52,12 +53,8 @@ def bn_neuron(layer: ConvBN2d | LinearBN, neuron: BaseNeuron, x: torch.Tensor, h
     repeated = images and timesteps > 1 and x.stride(0) == 0
     y = (layer.conv(x[0]) if repeated else layer.conv(fold_time(x))) if images else layer.linear(x)
     bn = layer.bn
-    if isinstance(neuron, LIF):
-        a, b = 1.0 - 1.0 / neuron.tau, (1.0 / neuron.tau if neuron.decay_input else 1.0)
-    else:
-        a, b = 1.0, 1.0
-    if bn.training and bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
+    a, b = lif_coefficients(1.0 / neuron.tau, neuron.decay_input) if isinstance(neuron, LIF) else lif_coefficients(None)
+    count_batch(bn)
     s, neuron.v = triton_bn_lif.bn_lif(
         y, timesteps, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,
         a, b, neuron.v_rest, neuron.v_threshold, neuron.v_reset, neuron.detach_reset,

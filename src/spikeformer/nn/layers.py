@@ -12,7 +12,7 @@ from torch import nn
 from spikeformer.functional import triton_bn_lif
 from spikeformer.functional.linear import Linear
 
-__all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time", "batch_statistics"]
+__all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time", "batch_statistics", "count_batch"]
 
 
 def fold_time(x: torch.Tensor) -> torch.Tensor:
@@ -36,14 +36,19 @@ def batch_statistics(bn: nn.Module) -> bool:
     )
 
 
+def count_batch(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
+    """What ``nn.BatchNorm`` does per training batch besides normalising: count it (for a kernel that replaces it)."""
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+
+
 def _batch_norm(bn: nn.Module, y: torch.Tensor, images: bool) -> torch.Tensor:
     """``bn(y)`` (``y``: ``[N, C, H, W]`` with ``images``, else ``[M, C]``), through the Triton BatchNorm kernels
     on CUDA while it normalises with batch statistics (PyTorch's channels-last statistics kernel is several times
     slower than the memory allows)."""
     if not (torch.is_grad_enabled() and batch_statistics(bn) and triton_bn_lif.available(y)):
         return bn(y)
-    if bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
+    count_batch(bn)
     return triton_bn_lif.batch_norm(
         y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, images=images
     )
