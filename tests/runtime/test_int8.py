@@ -19,13 +19,28 @@ def _dequantized(layer) -> torch.Tensor:
     return sum(q.double() * s.double() for q, s in zip(layer.qweight, layer.scales, strict=True))
 
 
-@pytest.fixture(params=["kernels", "torch"])
+@pytest.fixture(params=["onednn", "kernels", "torch"])
 def path(request, monkeypatch):
+    """The int8 layers' paths: oneDNN's int8 convolution (where torch has it) with the compiled kernels, im2col and
+    products with the compiled kernels, plain torch."""
     if request.param == "torch":
         monkeypatch.setattr(kernels, "get", lambda: None)
     elif not kernels.available():
         pytest.skip(KERNELS_MISSING)
+    elif request.param == "onednn" and not int8.onednn_conv_available():
+        pytest.skip("this torch has no oneDNN int8 convolution")
+    if request.param != "onednn":
+        monkeypatch.setattr(int8, "onednn_conv_available", lambda: False)
     return request.param
+
+
+def _only_the_fusions_under_test(monkeypatch) -> None:
+    """Runners built after this leave out the fused attention block and oneDNN's convolutions (tests of the other
+    fusions count conversions and look at the tensors between the layers they replace)."""
+    from spikeformer.runtime import runner
+
+    monkeypatch.setattr(runner, "fuse_spiking_attention", lambda model: 0)
+    monkeypatch.setattr(int8, "onednn_conv_available", lambda: False)
 
 
 def test_int8_linear_is_the_exact_product_with_the_quantized_weights(path):
@@ -142,6 +157,7 @@ def test_int8_runner_passes_spikes_as_int8_and_converts_shared_inputs_once(monke
     from spikeformer.nn.neuron import BaseNeuron
     from spikeformer.runtime import int8 as int8_mod
 
+    _only_the_fusions_under_test(monkeypatch)
     model = firing_model()
     fast = Runner(model, precision="int8")
     marked = [m for m in fast.model.modules() if isinstance(m, BaseNeuron) and m.int8_spikes]
@@ -211,7 +227,7 @@ def test_int8_runner_pools_inside_the_convolutions_before_the_neuron():
     assert all(c.calls["int8"] > 0 for c in fused)
 
 
-def test_int8_runner_keeps_the_residual_stream_in_int8():
+def test_int8_runner_keeps_the_residual_stream_in_int8(monkeypatch):
     """With the pooling before the neuron (SpikingJelly's Spikformer) the whole residual stream is a sum of spikes: the
     int8 runner keeps it in int8 (no float32 -> int8 pass before Q/K/V and fc1) and the logits are those of the float
     stream."""
@@ -225,6 +241,7 @@ def test_int8_runner_keeps_the_residual_stream_in_int8():
     stream = sj_style.int8_consumed_neurons()
     assert len(stream) == 2 + 2 * sj_style.config.depth
     assert model.int8_consumed_neurons() == []  # pooling after the last stage's neuron: a float stream
+    _only_the_fusions_under_test(monkeypatch)
     fast = Runner(sj_style, precision="int8")
     plain = Runner(sj_style, precision="int8")
     for m in plain.model.int8_consumed_neurons():
@@ -255,11 +272,12 @@ def test_int8_conv_reads_int8_spikes_like_float_ones(path):
     assert layer.calls == {"int8": 2, "float": 0}
 
 
-def test_int8_runner_hands_conv_accumulators_to_the_neurons_in_channels_last_memory():
+def test_int8_runner_hands_conv_accumulators_to_the_neurons_in_channels_last_memory(monkeypatch):
     """The patch-splitting convolutions hand their int32 accumulators (channels-last) to their neurons, whose int8
     spikes stay channels-last into the next im2col; the logits equal the unfused int8 path's."""
     from spikeformer.nn.layers import ConvBN2d
 
+    _only_the_fusions_under_test(monkeypatch)
     model = firing_model()
     sj_style = type(model)(**{**model.config.to_dict(), "pool_position": "before_neuron"})
     sj_style.load_state_dict(model.state_dict())
@@ -285,3 +303,168 @@ def test_int8_conv_reads_channels_last_int8_spikes():
     x = _ints((2, 6, 5, 7), seed=9).to(torch.int8)
     with torch.inference_mode():
         assert torch.equal(layer(x.contiguous(memory_format=torch.channels_last)), layer(x))
+
+
+@pytest.fixture(params=["onednn", "im2col"])
+def conv_path(request, monkeypatch):
+    """The two compiled int8 convolution paths (set before the layers are built)."""
+    if not kernels.available():
+        pytest.skip(KERNELS_MISSING)
+    if request.param == "onednn" and not int8.onednn_conv_available():
+        pytest.skip("this torch has no oneDNN int8 convolution")
+    if request.param == "im2col":
+        monkeypatch.setattr(int8, "onednn_conv_available", lambda: False)
+    return request.param
+
+
+@pytest.mark.skipif(not kernels.available() or not int8.onednn_conv_available(), reason="needs oneDNN and the kernels")
+@pytest.mark.parametrize(
+    "c,o,k,s,p,hw,bias,pool",
+    [
+        (6, 20, 3, 1, 1, (9, 8), True, None),
+        (5, 12, 3, 2, 1, (9, 8), False, None),
+        (16, 32, 1, 1, 0, (7, 7), True, None),
+        (4, 8, 4, 4, 0, (8, 12), True, None),
+        (6, 20, 3, 1, 1, (9, 8), True, (3, 2, 1)),
+        (3, 7, 3, 1, 1, (8, 8), True, (2, 2, 0)),
+    ],
+)
+def test_onednn_int8_conv_equals_im2col_and_the_product(c, o, k, s, p, hw, bias, pool):
+    """oneDNN's int8 convolution gives exactly the im2col path's float32 outputs (same scale-then-bias rounding),
+    pooled or not, and hands them over in channels-last memory; a negative int8 input takes the im2col path."""
+    torch.manual_seed(5)
+    conv = nn.Conv2d(c, o, k, stride=s, padding=p, bias=bias)
+    with torch.no_grad():
+        conv.weight[: o // 3] *= -1
+    dnn, ref = Int8Conv2d(conv), Int8Conv2d(conv)
+    ref.use_onednn = False
+    assert dnn.use_onednn
+    dnn.pool = ref.pool = pool
+    x = _ints((3, c, *hw), seed=c + k, low=0, high=4)
+    with torch.inference_mode():
+        out, expected = dnn(x), ref(x)
+        assert torch.equal(out, expected)
+        assert out.permute(0, 2, 3, 1).is_contiguous()
+        assert torch.equal(dnn(x.to(torch.int8)), expected)  # int8 spikes as they come from an int8-spiking neuron
+        signed = x - 1  # sums of spikes can be negative elsewhere: the im2col path reads them
+        assert torch.equal(dnn(signed), ref(signed))
+    assert len(dnn._packed) == 1  # one input shape, one packing of the weights
+
+
+def test_onednn_int8_conv_keeps_a_bounded_number_of_packings(conv_path):
+    layer = Int8Conv2d(nn.Conv2d(3, 4, 3, padding=1))
+    with torch.inference_mode():
+        for b in range(1, int8.PACKED_SHAPES + 4):
+            layer(_ints((b, 3, 5, 5), seed=b))
+    assert len(layer._packed) == (int8.PACKED_SHAPES if conv_path == "onednn" else 0)
+
+
+def test_int8_runner_convolutions_hand_channels_last_outputs_to_the_neurons(conv_path):
+    """Whichever convolution path runs, the patch-splitting neurons read its output in channels-last memory (int32
+    accumulators from im2col, float32 from oneDNN) and write channels-last int8 spikes; logits are identical."""
+    model = firing_model()
+    sj_style = type(model)(**{**model.config.to_dict(), "pool_position": "before_neuron"})
+    sj_style.load_state_dict(model.state_dict())
+    fast = Runner(sj_style.eval(), precision="int8")
+    plain = Runner(sj_style.eval(), precision="int8", optimize=False)  # no fusions, im2col or not
+    seen = []
+    hook = fast.model.patch_embed.neurons[1].register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    x = torch.rand(4, 1, 28, 28) * 3
+    assert torch.equal(fast.run(x), plain.run(x))
+    hook.remove()
+    given, spikes = seen[0]
+    assert given.dtype == (torch.float32 if conv_path == "onednn" else torch.int32)
+    assert given.permute(0, 1, 3, 4, 2).is_contiguous()
+    assert spikes.dtype == torch.int8 and spikes.permute(0, 1, 3, 4, 2).is_contiguous()
+
+
+def _attention_model(embed_dim: int, heads: int, img: int, variant: str) -> nn.Module:
+    """``firing_model()``-like Spikformer; ``variant`` changes the attention block's four neurons."""
+    from spikeformer.nn.neuron import IF
+    from support import tiny_model
+
+    scale = 0.3 if variant == "if_and_plain_input" else 0.125  # 0.3: the float32 rounding of count * scale matters
+    model = tiny_model(embed_dim=embed_dim, num_heads=heads, img_size=img, depth=2, attn_scale=scale)
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.weight.data.uniform_(1.0, 4.0)
+            m.bias.data.uniform_(-0.3, 0.5)
+    for block in model.blocks:
+        a = block.attn
+        if variant == "soft_reset":
+            for n in (a.q_neuron, a.k_neuron, a.v_neuron, a.attn_neuron):
+                n.v_reset = None
+        elif variant == "if_and_plain_input":
+            a.q_neuron = IF(v_threshold=1.5, backend=a.q_neuron.backend)
+            a.k_neuron.decay_input, a.k_neuron.tau = False, 3.0
+            a.attn_neuron.v_reset = -0.25
+    return model.eval()
+
+
+@pytest.mark.skipif(not kernels.available(), reason=KERNELS_MISSING)
+@pytest.mark.parametrize(
+    "embed_dim,heads,img,variant",
+    [
+        (64, 2, 28, "lif"),  # head width 32, 49 tokens (not a multiple of 8)
+        (64, 4, 32, "soft_reset"),  # 16, 64 tokens
+        (64, 1, 28, "if_and_plain_input"),  # 64
+        (48, 2, 28, "lif"),  # 24: the portable loop
+        (32, 4, 36, "soft_reset"),  # 8, 81 tokens (two 64-bit words of token bits): the portable loop
+    ],
+)
+def test_fused_int8_attention_gives_the_unfused_spikes(monkeypatch, embed_dim, heads, img, variant):
+    """Spikformer's attention block in the int8 runner (one Q/K/V product, one kernel for the four neurons and both
+    products) gives identical logits and spike counts to the unfused int8 blocks, for several head widths, token
+    counts and neuron settings; the same kernel after float32 products for an input that is not exact int8."""
+    from spikeformer.runtime import runner as runner_mod
+
+    model = _attention_model(embed_dim, heads, img, variant)
+    fast = Runner(model, precision="int8")
+    blocks = [m for m in fast.model.modules() if isinstance(m, int8.Int8SpikingSelfAttention)]
+    assert len(blocks) == model.config.depth
+    monkeypatch.setattr(runner_mod, "fuse_spiking_attention", lambda m: 0)
+    plain = Runner(model, precision="int8")
+    x = torch.rand(3, 1, img, img) * 3
+    (fl, fs), (pl, ps) = fast.run_with_stats(x), plain.run_with_stats(x)
+    assert torch.equal(fl, pl) and torch.equal(fs.spikes, ps.spikes)
+    assert not any(b.count_spikes for b in blocks)  # counting is on only within run_with_stats
+
+    block, reference = blocks[0], plain.model.blocks[0].attn
+    tokens = torch.rand(4, 2, (img // 4) ** 2, embed_dim) + torch.randint(0, 3, (4, 2, (img // 4) ** 2, embed_dim))
+    with torch.inference_mode():
+        for inp in (tokens, tokens.floor(), tokens.floor().to(torch.int8)):  # float, exact int8 as float, int8
+            for m in (block, reference):
+                model_reset(m)
+            assert torch.equal(block(inp).float(), reference(inp).float())
+
+
+def model_reset(module: nn.Module) -> None:
+    from spikeformer.nn.base import StatefulModule
+
+    for m in module.modules():
+        if isinstance(m, StatefulModule):
+            m.reset()
+
+
+@pytest.mark.skipif(not kernels.available(), reason=KERNELS_MISSING)
+def test_fused_int8_attention_runs_the_block_as_written_for_hooks_and_state():
+    """Forward hooks on its inner modules (the energy profiler's), a neuron not at rest or autograd: the block runs as
+    ``SpikingSelfAttention`` (the hooks see every tensor) with the same outputs; ``count_spikes`` counts either way."""
+    model = _attention_model(64, 2, 28, "lif")
+    fused = Runner(model, precision="int8").model.modules()
+    block = next(m for m in fused if isinstance(m, int8.Int8SpikingSelfAttention))
+    x = torch.randint(0, 3, (4, 2, 49, 64)).to(torch.int8)
+    with torch.inference_mode():
+        model_reset(block)
+        block.count_spikes = True
+        fused = block(x)
+        fused_counts = block.spike_counts
+        seen = []
+        hook = block.q_neuron.register_forward_hook(lambda m, i, o: seen.append(o))
+        model_reset(block)
+        hooked = block(x)
+        hook.remove()
+    assert len(seen) == 1 and torch.equal(fused, hooked)
+    assert torch.equal(fused_counts, block.spike_counts) and int(fused_counts.sum()) > 0
+    block.count_spikes = False

@@ -61,6 +61,21 @@ def _kernel_forward(k, x_seq, v0, a, b, v_rest, theta, v_reset, keep_h: bool, in
     return k.lif_forward(x_seq, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, keep_h)
 
 
+def _kernel_rows(k, rows, v0, dequant, a, b, v_rest, theta, v_reset, int8_spikes: bool):
+    """Inference over ``rows [T, ..., C]`` (contiguous, channel innermost): float32 values, or int32 accumulators with
+    ``dequant = (scale, bias)`` per channel (any shape holding ``C`` values)."""
+    c = (1.0 - a) * v_rest
+    if rows.dtype == torch.float32:
+        if int8_spikes:
+            return k.lif_forward_int8(rows, v0, a, b, c, theta, v_reset is None, v_reset or 0.0)
+        return k.lif_forward(rows, v0, a, b, c, theta, v_reset is None, v_reset or 0.0, False)[:2]
+    scale, dq_bias = dequant
+    return k.lif_forward_dequant(
+        rows, scale.reshape(-1), torch.empty(0) if dq_bias is None else dq_bias.reshape(-1), v0,
+        a, b, c, theta, v_reset is None, v_reset or 0.0, int8_spikes,
+    )  # fmt: skip
+
+
 class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, a, b, v_rest, theta, v_reset, detach_reset, surrogate, alpha):  # type: ignore[override]
@@ -182,28 +197,24 @@ def fused_multistep(
     if inference and triton_lif.available(x_seq) and v0.device == x_seq.device:
         c = (1.0 - a) * v_rest
         return triton_lif.lif_forward(x_seq, v0, a, b, c, v_threshold, v_reset, keep_h=False, bias=bias)[:2]
+    on_cpu = inference and x_seq.device.type == "cpu" and bias is None and v0.dtype == torch.float32
+    k = kernels.get() if on_cpu else None
+    if x_seq.dtype == torch.int32 and dequant is None:
+        raise ValueError("int32 neuron input needs dequant=(scale, bias): the accumulators of an int8 product")
+    if k is not None and x_seq.dtype in (torch.int32, torch.float32):
+        # a convolution's output [T, B, C, H, W] in channels-last memory (the int8 runtime's): the kernel runs over
+        # [T, B, H, W, C] (channel innermost) and the spikes keep that memory
+        rows = x_seq.permute(0, 1, 3, 4, 2) if x_seq.dim() == 5 else None
+        if rows is not None and rows.is_contiguous() and not x_seq.is_contiguous():
+            v0r = _kernel_v0(v0, x_seq.shape[1:])
+            v0r = v0r if v0r.numel() == 1 else v0r.permute(0, 2, 3, 1).contiguous()
+            s, v = _kernel_rows(k, rows, v0r, dequant, a, b, v_rest, v_threshold, v_reset, int8_spikes)
+            return s.permute(0, 1, 4, 2, 3), v.permute(0, 3, 1, 2)
+        if x_seq.dtype == torch.int32 and dequant[0].dim() == 1:
+            v0k = _kernel_v0(v0, x_seq.shape[1:])
+            return _kernel_rows(k, x_seq, v0k, dequant, a, b, v_rest, v_threshold, v_reset, int8_spikes)
     if x_seq.dtype == torch.int32:
-        if dequant is None:
-            raise ValueError("int32 neuron input needs dequant=(scale, bias): the accumulators of an int8 product")
         scale, dq_bias = dequant
-        k = kernels.get() if x_seq.device.type == "cpu" and bias is None else None
-        if k is not None and inference and v0.dtype == torch.float32 and scale.dim() == 3:
-            # a convolution's accumulators [T, B, C, H, W] (scale [C, 1, 1]) in channels-last memory: the kernel runs
-            # over [T, B, H, W, C] (channel innermost) and the spikes keep that memory
-            rows = x_seq.permute(0, 1, 3, 4, 2)
-            if rows.is_contiguous():
-                v0r = _kernel_v0(v0, x_seq.shape[1:])
-                v0r = v0r if v0r.numel() == 1 else v0r.permute(0, 2, 3, 1).contiguous()
-                s, v = k.lif_forward_dequant(
-                    rows, scale.reshape(-1), torch.empty(0) if dq_bias is None else dq_bias.reshape(-1), v0r,
-                    a, b, (1.0 - a) * v_rest, v_threshold, v_reset is None, v_reset or 0.0, int8_spikes,
-                )  # fmt: skip
-                return s.permute(0, 1, 4, 2, 3), v.permute(0, 3, 1, 2)
-        if k is not None and inference and v0.dtype == torch.float32 and scale.dim() == 1:
-            return k.lif_forward_dequant(
-                x_seq, scale, torch.empty(0) if dq_bias is None else dq_bias, _kernel_v0(v0, x_seq.shape[1:]),
-                a, b, (1.0 - a) * v_rest, v_threshold, v_reset is None, v_reset or 0.0, int8_spikes,
-            )  # fmt: skip
         x_seq = x_seq.float() * scale if dq_bias is None else x_seq.float() * scale + dq_bias
     x_seq = add_channel_bias(x_seq, bias)
     if inference and (k := _kernels(x_seq, v0)) is not None and x_seq.dtype == v0.dtype == torch.float32:

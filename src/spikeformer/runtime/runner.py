@@ -25,6 +25,7 @@ from spikeformer.runtime.event import to_event_driven
 from spikeformer.runtime.int8 import (
     fuse_dequantize_into_neurons,
     fuse_pooling_into_int8_convs,
+    fuse_spiking_attention,
     int8_spiking_neurons,
     shared_conversions,
     to_int8,
@@ -148,6 +149,7 @@ class Runner:
             int8_spiking_neurons(model)  # spikes that only int8 products read are written as int8
             fuse_pooling_into_int8_convs(model)  # convolutions max-pool their int32 accumulators before scaling them
             fuse_dequantize_into_neurons(model)  # and neurons read their products' int32 accumulators directly
+            fuse_spiking_attention(model)  # Spikformer's attention: one Q/K/V product, one kernel after it
         if event_driven is None:
             event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:
@@ -162,7 +164,7 @@ class Runner:
             move_conv_bias_into_neurons(self.model)  # the neuron kernel adds it while reading the conv output
         self.optimized = optimize
         self.max_batch_size = max_batch_size
-        self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron)]
+        self._set_counted_modules()
         self._call: nn.Module | Callable = self.model
         if compile:
             set_backend(self.model, "torch")
@@ -172,6 +174,13 @@ class Runner:
         if use_graphs and not on_cuda:
             raise ValueError("cuda_graphs=True needs device='cuda'")
         self._graphed = GraphedForward(self._device_forward, max_graphs=12) if use_graphs else None
+
+    def _set_counted_modules(self) -> None:
+        """The neurons ``run_with_stats`` hooks, and the fused blocks that count their own neurons' spikes (their
+        ``fused_neurons()`` do not run as modules: ``spikeformer.runtime.int8.Int8SpikingSelfAttention``)."""
+        self._fused = [m for m in self.model.modules() if hasattr(m, "fused_neurons")]
+        inside = {id(n) for m in self._fused for n in m.fused_neurons()}
+        self._neurons = [m for m in self.model.modules() if isinstance(m, BaseNeuron) and id(m) not in inside]
 
     @property
     def backend(self) -> str:
@@ -227,7 +236,8 @@ class Runner:
             chosen, report = select_precision(self._original, images, self.device, AUTO_MIN_AGREEMENT)
             if chosen != self.precision:
                 new = Runner(self._original, self.device, chosen, **self._rebuild_args)
-                for name in ("precision", "model", "event_driven", "channels_last", "_neurons", "_call", "compiled"):
+                taken = ("precision", "model", "event_driven", "channels_last", "_neurons", "_fused", "_call")
+                for name in (*taken, "compiled"):
                     setattr(self, name, getattr(new, name))
                 self._graphed = None if new._graphed is None else GraphedForward(self._device_forward, max_graphs=12)
             self.precision_report = report
@@ -246,7 +256,13 @@ class Runner:
                 exact32 = flat.shape[0] * flat.shape[2] < 2**24
                 counts.add_(flat.sum(dim=(0, 2), dtype=torch.float32 if exact32 else torch.float64))
 
+            def fused_hook(m: nn.Module, _i: tuple, _out: torch.Tensor, counts: torch.Tensor = counts) -> None:
+                counts.add_(m.spike_counts.to(counts.device))
+
             handles = [n.register_forward_hook(hook) for n in self._neurons]
+            handles += [m.register_forward_hook(fused_hook) for m in self._fused]
+            for m in self._fused:
+                m.count_spikes = True
             try:
                 with torch.inference_mode():
                     # eager: the hooks must run on every call, a replayed graph would skip them
@@ -254,6 +270,8 @@ class Runner:
             finally:
                 for h in handles:
                     h.remove()
+                for m in self._fused:
+                    m.count_spikes = False
             spikes.append(counts.round().long().cpu())
         self._observe(x)
         return torch.cat(logits), RunStats(spikes=torch.cat(spikes))

@@ -10,8 +10,10 @@
 //    A 3x3 / stride 1 / padding 1 convolution is the same product over the 9 shifted neighbours (weights laid out as
 //    [(dy, dx, c_in), c_out]).
 // 3. int8 helpers (spikeformer.runtime.int8): exact float -> int8 conversion, im2col, dequantization epilogue.
-// 4. Max-pooling of NCHW maps (PyTorch's NCHW CPU max-pool is several times slower here), and of an int8 product's
-//    int32 rows before they are scaled.
+// 4. Max-pooling of NCHW maps (PyTorch's NCHW CPU max-pool is several times slower here), and of channels-last rows
+//    (an int8 product's int32 accumulators before they are scaled, an int8 convolution's float32 output).
+// 5. Spikformer's spiking self-attention after one int8 Q/K/V product: neurons, both products and the attention
+//    neuron in one pass per (sample, head).
 
 #include <torch/extension.h>
 
@@ -623,37 +625,45 @@ torch::Tensor dequantize(std::vector<torch::Tensor> acc, torch::Tensor scales, t
   return out;
 }
 
-// Max-pooling of int32 accumulators [N*H*W, C] (an int8 product's output rows, channels last) for a layer whose output
-// is acc * scale_c + bias_c with scale_c > 0: pooling the accumulators and then scaling equals scaling and then pooling
-// exactly (a rounded increasing map stays non-decreasing), with 4x fewer values to scale. k x k / stride / padding
-// (padding never wins), floor mode. Returns [N*Ho*Wo, C] int32.
-torch::Tensor maxpool_int32_rows(torch::Tensor acc, int64_t N, int64_t H, int64_t W, int64_t k, int64_t st,
-                                 int64_t pad) {
-  TORCH_CHECK(acc.scalar_type() == torch::kInt32 && acc.dim() == 2 && acc.size(0) == N * H * W,
-              "maxpool_int32_rows: int32 [N*H*W, C]");
-  acc = acc.contiguous();
-  const int64_t C = acc.size(1);
-  const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
-  auto out = torch::empty({N * Ho * Wo, C}, acc.options());
-  const int32_t* pa = acc.data_ptr<int32_t>();
-  int32_t* po = out.data_ptr<int32_t>();
+// Max-pooling of rows [N*H*W, C] (channels last): an int8 product's int32 accumulators, for a layer whose output is
+// acc * scale_c + bias_c with scale_c > 0 (pooling the accumulators and then scaling equals scaling and then pooling
+// exactly: a rounded increasing map stays non-decreasing; 4x fewer values to scale), or float32 outputs (oneDNN's
+// int8 convolution; std::max, so a NaN does not propagate as in nn.MaxPool2d). k x k / stride / padding (padding never
+// wins), floor mode. Returns [N*Ho*Wo, C] in the input's dtype.
+template <typename V>
+static void maxpool_rows_impl(const V* pa, V* po, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
+                              int64_t k, int64_t st, int64_t pad) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t oy = 0; oy < Ho; ++oy) {
       const int64_t y0 = std::max<int64_t>(0, oy * st - pad), y1 = std::min<int64_t>(H, oy * st - pad + k);
       for (int64_t ox = 0; ox < Wo; ++ox) {
         const int64_t x0 = std::max<int64_t>(0, ox * st - pad), x1 = std::min<int64_t>(W, ox * st - pad + k);
-        int32_t* dst = po + ((n * Ho + oy) * Wo + ox) * C;
-        std::memcpy(dst, pa + ((n * H + y0) * W + x0) * C, C * sizeof(int32_t));
+        V* dst = po + ((n * Ho + oy) * Wo + ox) * C;
+        std::memcpy(dst, pa + ((n * H + y0) * W + x0) * C, C * sizeof(V));
         for (int64_t y = y0; y < y1; ++y) {
           for (int64_t x = x0; x < x1; ++x) {
-            const int32_t* src = pa + ((n * H + y) * W + x) * C;
+            const V* src = pa + ((n * H + y) * W + x) * C;
             for (int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
           }
         }
       }
     }
   }
+}
+
+torch::Tensor maxpool_rows(torch::Tensor x, int64_t N, int64_t H, int64_t W, int64_t k, int64_t st, int64_t pad) {
+  TORCH_CHECK((x.scalar_type() == torch::kInt32 || x.scalar_type() == torch::kFloat32) && x.dim() == 2 &&
+                  x.size(0) == N * H * W,
+              "maxpool_rows: int32 or float32 [N*H*W, C]");
+  x = x.contiguous();
+  const int64_t C = x.size(1);
+  const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
+  auto out = torch::empty({N * Ho * Wo, C}, x.options());
+  if (x.scalar_type() == torch::kInt32)
+    maxpool_rows_impl<int32_t>(x.data_ptr<int32_t>(), out.data_ptr<int32_t>(), N, H, W, C, Ho, Wo, k, st, pad);
+  else
+    maxpool_rows_impl<float>(x.data_ptr<float>(), out.data_ptr<float>(), N, H, W, C, Ho, Wo, k, st, pad);
   return out;
 }
 
@@ -814,6 +824,260 @@ torch::Tensor maxpool2d_backward(torch::Tensor grad, torch::Tensor arg, int64_t 
   return gx;
 }
 
+// ---- Spikformer's spiking self-attention, int8 inference (spikeformer.runtime.int8) ----------------------------
+// One LIF/IF neuron's inference step, the float32 operations of lif_forward_impl in the same order.
+struct NeuronStep {
+  float a, b, c, theta, v_reset, v0;
+  bool soft, add_c;
+  inline float operator()(float& vm, float x) const {
+    float hm = vm * a + x * b;
+    if (add_c) hm = hm + c;
+    const float sp = (hm - theta) >= 0.0f ? 1.0f : 0.0f;
+    vm = soft ? hm - theta * sp : hm * (1.0f - sp) + v_reset * sp;
+    return sp;
+  }
+};
+
+// acc [T, B, N, 3D]: the Q, K and V products of one int8 product, int32 (DEQ: x = acc * scale[c] + bias[c], rounded
+// as dequantize rounds it) or float32 (already x). Per (sample, head), over time: the Q, K and V neurons; K^T V from
+// token bitmasks (popcounts); (Q K^T V) as integers; times attn_scale; the attention neuron, whose int8 spikes go
+// to out [T, B, N, D] (heads merged: what the projection reads). The unfused path computes the products in float32
+// on 0/1 spikes: exact integers there too, so every spike is identical.
+template <typename X, bool DEQ>
+static void spiking_attention_impl(const X* acc, const float* sc, const float* bi, const NeuronStep* nrn, int64_t T,
+                                   int64_t B, int64_t N, int64_t H, int64_t d, float attn_scale, int8_t* out,
+                                   int64_t* counts) {
+  const int64_t D = H * d, W = (N + 63) / 64;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < B * H; ++task) {
+    const int64_t b = task / H, h = task % H;
+    std::vector<float> vm(4 * N * d);  // membranes of the Q, K, V and attention neurons
+    for (int p = 0; p < 4; ++p) std::fill(vm.begin() + p * N * d, vm.begin() + (p + 1) * N * d, nrn[p].v0);
+    std::vector<int32_t> qmask(N * d), kv(d * d), y(d);
+    std::vector<uint64_t> kbits(d * W), vbits(d * W);
+    std::vector<float> sp(d);
+    int64_t fired = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const X* rows = acc + (t * B + b) * N * 3 * D;
+      std::fill(kbits.begin(), kbits.end(), 0);
+      std::fill(vbits.begin(), vbits.end(), 0);
+      for (int64_t n = 0; n < N; ++n) {
+        for (int p = 0; p < 3; ++p) {
+          const int64_t c0 = p * D + h * d;
+          const X* xr = rows + n * 3 * D + c0;
+          float* vr = vm.data() + (p * N + n) * d;
+          const NeuronStep nr = nrn[p];
+#pragma omp simd
+          for (int64_t j = 0; j < d; ++j) {
+            float xv = static_cast<float>(xr[j]);
+            if constexpr (DEQ) {
+              xv = xv * sc[c0 + j];
+              if (bi) xv = xv + bi[c0 + j];
+            }
+            sp[j] = nr(vr[j], xv);
+          }
+          for (int64_t j = 0; j < d; ++j) fired += sp[j] != 0.0f;
+          if (p == 0) {
+            for (int64_t j = 0; j < d; ++j) qmask[n * d + j] = sp[j] != 0.0f ? -1 : 0;
+          } else {
+            uint64_t* bits = (p == 1 ? kbits.data() : vbits.data()) + n / 64;
+            const int sh = static_cast<int>(n % 64);
+            for (int64_t j = 0; j < d; ++j) bits[j * W] |= static_cast<uint64_t>(sp[j] != 0.0f) << sh;
+          }
+        }
+      }
+      for (int64_t i = 0; i < d; ++i)  // kv[i, j] = sum_n k[n, i] v[n, j]: tokens where both fired
+        for (int64_t j = 0; j < d; ++j) {
+          int32_t s = 0;
+          for (int64_t w = 0; w < W; ++w) s += __builtin_popcountll(kbits[i * W + w] & vbits[j * W + w]);
+          kv[i * d + j] = s;
+        }
+      int8_t* o = out + (t * B + b) * N * D + h * d;
+      float* va = vm.data() + 3 * N * d;
+      const NeuronStep na = nrn[3];
+      for (int64_t n = 0; n < N; ++n) {
+        std::fill(y.begin(), y.end(), 0);
+        for (int64_t i = 0; i < d; ++i) {
+          const int32_t m = qmask[n * d + i];
+          const int32_t* kr = kv.data() + i * d;
+#pragma omp simd
+          for (int64_t j = 0; j < d; ++j) y[j] += kr[j] & m;
+        }
+        float* vr = va + n * d;
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) sp[j] = na(vr[j], static_cast<float>(y[j]) * attn_scale);
+        for (int64_t j = 0; j < d; ++j) {
+          o[n * D + j] = static_cast<int8_t>(sp[j]);
+          fired += sp[j] != 0.0f;
+        }
+      }
+    }
+    if (counts) {
+#pragma omp atomic
+      counts[b] += fired;
+    }
+  }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VPOPCNTDQ__)
+#define SPIKEFORMER_ATTENTION_AVX512 1
+// The same computation for head widths d = 16 DC (DC <= 4) with AVX-512, in the other order of the exact integer
+// products: A[n, m] = |q_n AND k_m| (spike rows as bitmasks, popcounts: no transposes), then Q K^T V = A V with VNNI
+// (A as unsigned bytes, at most d; V's spikes packed four tokens to an int32 lane). Integers either way: the same
+// result as K^T V first.
+template <typename X, bool DEQ, int DC>
+static void spiking_attention_avx512(const X* acc, const float* sc, const float* bi, const NeuronStep* nrn, int64_t T,
+                                     int64_t B, int64_t N, int64_t H, float attn_scale, int8_t* out,
+                                     int64_t* counts) {
+  constexpr int64_t d = 16 * DC;
+  const int64_t D = H * d, N8 = (N + 7) / 8 * 8;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < B * H; ++task) {
+    const int64_t b = task / H, h = task % H;
+    std::vector<float> vm(4 * N * d);  // membranes of the Q, K, V and attention neurons
+    for (int p = 0; p < 4; ++p) std::fill(vm.begin() + p * N * d, vm.begin() + (p + 1) * N * d, nrn[p].v0);
+    std::vector<uint64_t> qbits(N), kbits(N8);  // spike rows as bitmasks (bit j: channel j); kbits zero-padded
+    std::vector<int32_t> vpack(N8 / 4 * d);     // lane (g, j): bytes v[4g + r, j], r = 0..3
+    alignas(64) float sp[d];
+    std::vector<uint8_t> a(N8);  // A[n, :], zero beyond N
+    int64_t fired = 0;
+    const __m512 zero = _mm512_setzero_ps();
+    auto row_bits = [&]() {
+      uint64_t bits = 0;
+      for (int c = 0; c < DC; ++c)
+        bits |= static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_load_ps(sp + 16 * c), zero, _CMP_NEQ_OQ)) << (16 * c);
+      return bits;
+    };
+    for (int64_t t = 0; t < T; ++t) {
+      const X* rows = acc + (t * B + b) * N * 3 * D;
+      std::fill(vpack.begin(), vpack.end(), 0);
+      for (int64_t n = 0; n < N; ++n) {
+        for (int p = 0; p < 3; ++p) {
+          const int64_t c0 = p * D + h * d;
+          const X* xr = rows + n * 3 * D + c0;
+          float* vr = vm.data() + (p * N + n) * d;
+          const NeuronStep nr = nrn[p];
+#pragma omp simd
+          for (int64_t j = 0; j < d; ++j) {
+            float xv = static_cast<float>(xr[j]);
+            if constexpr (DEQ) {
+              xv = xv * sc[c0 + j];
+              if (bi) xv = xv + bi[c0 + j];
+            }
+            sp[j] = nr(vr[j], xv);
+          }
+          const uint64_t bits = row_bits();
+          fired += __builtin_popcountll(bits);
+          if (p == 0) {
+            qbits[n] = bits;
+          } else if (p == 1) {
+            kbits[n] = bits;
+          } else {
+            int32_t* lane = vpack.data() + (n / 4) * d;
+            const int sh = 8 * static_cast<int>(n % 4);
+#pragma omp simd
+            for (int64_t j = 0; j < d; ++j) lane[j] |= static_cast<int32_t>(sp[j] != 0.0f) << sh;
+          }
+        }
+      }
+      int8_t* o = out + (t * B + b) * N * D + h * d;
+      float* va = vm.data() + 3 * N * d;
+      const NeuronStep na = nrn[3];
+      for (int64_t n = 0; n < N; ++n) {
+        const __m512i qn = _mm512_set1_epi64(static_cast<long long>(qbits[n]));
+        for (int64_t m0 = 0; m0 < N8; m0 += 8) {
+          const __m512i c = _mm512_popcnt_epi64(_mm512_and_si512(qn, _mm512_loadu_si512(kbits.data() + m0)));
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(a.data() + m0), _mm512_cvtepi64_epi8(c));
+        }
+        __m512i y[DC];
+        for (int c = 0; c < DC; ++c) y[c] = _mm512_setzero_si512();
+        for (int64_t g = 0; g < N8 / 4; ++g) {
+          int32_t four;
+          std::memcpy(&four, a.data() + 4 * g, 4);
+          const __m512i ab = _mm512_set1_epi32(four);
+          for (int c = 0; c < DC; ++c)
+            y[c] = _mm512_dpbusd_epi32(y[c], ab, _mm512_loadu_si512(vpack.data() + g * d + 16 * c));
+        }
+        alignas(64) int32_t yi[d];
+        for (int c = 0; c < DC; ++c) _mm512_store_si512(yi + 16 * c, y[c]);
+        float* vr = va + n * d;
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) sp[j] = na(vr[j], static_cast<float>(yi[j]) * attn_scale);
+        const uint64_t bits = row_bits();
+        fired += __builtin_popcountll(bits);
+        for (int c = 0; c < DC; ++c)
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + n * D + 16 * c),
+                           _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_load_ps(sp + 16 * c))));
+      }
+    }
+    if (counts) {
+#pragma omp atomic
+      counts[b] += fired;
+    }
+  }
+}
+#endif
+
+// Python: spiking_attention(acc [T, B, N, 3D] int32 or float32, scale [3D] (int32 only), bias [3D] or empty, neurons
+// [4 x 7] float64 rows (a, b, c, theta, soft, v_reset, v0) for Q, K, V and the attention neuron, heads, attn_scale,
+// count) -> (int8 spikes [T, B, N, D], spikes per sample [B] int64 of the four neurons, or empty).
+std::vector<torch::Tensor> spiking_attention(torch::Tensor acc, torch::Tensor scale, torch::Tensor bias,
+                                             torch::Tensor neurons, int64_t heads, double attn_scale, bool count) {
+  TORCH_CHECK(acc.dim() == 4 && acc.size(3) % (3 * heads) == 0, "spiking_attention: acc [T, B, N, 3D], D % heads == 0");
+  TORCH_CHECK(neurons.scalar_type() == torch::kFloat64 && neurons.numel() == 28, "spiking_attention: neurons [4, 7]");
+  const bool deq = acc.scalar_type() == torch::kInt32;
+  TORCH_CHECK(deq || acc.scalar_type() == torch::kFloat32, "spiking_attention: int32 or float32 acc");
+  const int64_t T = acc.size(0), B = acc.size(1), N = acc.size(2), D = acc.size(3) / 3;
+  TORCH_CHECK(!deq || scale.numel() == 3 * D, "spiking_attention: one scale per channel");
+  TORCH_CHECK(bias.numel() == 0 || bias.numel() == 3 * D, "spiking_attention: one bias per channel, or none");
+  acc = acc.contiguous();
+  auto nd = neurons.contiguous();
+  const double* pn = nd.data_ptr<double>();
+  NeuronStep nrn[4];
+  for (int p = 0; p < 4; ++p) {
+    const double* r = pn + 7 * p;
+    nrn[p] = NeuronStep{static_cast<float>(r[0]), static_cast<float>(r[1]), static_cast<float>(r[2]),
+                        static_cast<float>(r[3]), static_cast<float>(r[5]), static_cast<float>(r[6]),
+                        r[4] != 0.0, static_cast<float>(r[2]) != 0.0f};
+  }
+  auto out = torch::empty({T, B, N, D}, acc.options().dtype(torch::kInt8));
+  auto counts = count ? torch::zeros({B}, acc.options().dtype(torch::kInt64)) : torch::empty({0}, torch::kInt64);
+  int64_t* pc = count ? counts.data_ptr<int64_t>() : nullptr;
+  auto sc = deq ? scale.contiguous() : scale;
+  auto bc = bias.contiguous();
+  const float* pb = bias.numel() ? bc.data_ptr<float>() : nullptr;
+  const int64_t d = D / heads;
+#ifdef SPIKEFORMER_ATTENTION_AVX512
+  if (d % 16 == 0 && d <= 64) {
+    const float* ps = deq ? sc.data_ptr<float>() : nullptr;
+    int8_t* po = out.data_ptr<int8_t>();
+    const float as = static_cast<float>(attn_scale);
+#define SPIKEFORMER_ATTN_CASE(DC)                                                                                   \
+  case DC:                                                                                                          \
+    if (deq)                                                                                                        \
+      spiking_attention_avx512<int32_t, true, DC>(acc.data_ptr<int32_t>(), ps, pb, nrn, T, B, N, heads, as, po, pc); \
+    else                                                                                                            \
+      spiking_attention_avx512<float, false, DC>(acc.data_ptr<float>(), nullptr, nullptr, nrn, T, B, N, heads, as,   \
+                                                 po, pc);                                                           \
+    return {out, counts};
+    switch (d / 16) {
+      SPIKEFORMER_ATTN_CASE(1)
+      SPIKEFORMER_ATTN_CASE(2)
+      SPIKEFORMER_ATTN_CASE(3)
+      SPIKEFORMER_ATTN_CASE(4)
+    }
+#undef SPIKEFORMER_ATTN_CASE
+  }
+#endif
+  if (deq)
+    spiking_attention_impl<int32_t, true>(acc.data_ptr<int32_t>(), sc.data_ptr<float>(), pb, nrn, T, B, N, heads,
+                                          D / heads, static_cast<float>(attn_scale), out.data_ptr<int8_t>(), pc);
+  else
+    spiking_attention_impl<float, false>(acc.data_ptr<float>(), nullptr, nullptr, nrn, T, B, N, heads, D / heads,
+                                         static_cast<float>(attn_scale), out.data_ptr<int8_t>(), pc);
+  return {out, counts};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("event_linear", &event_linear, "x [M,K] (mostly zero) @ wt [K,N] + bias, skipping zeros");
   m.def("event_conv3x3", &event_conv3x3, "3x3/s1/p1 convolution of channels-last mostly-zero input");
@@ -827,5 +1091,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact");
   m.def("im2col_int8", &im2col_int8, "NCHW float32 (when exact) or int8 -> int8 im2col rows");
   m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias");
-  m.def("maxpool_int32_rows", &maxpool_int32_rows, "max-pooling of int32 rows [N*H*W, C] (channels last)");
+  m.def("maxpool_rows", &maxpool_rows, "max-pooling of int32/float32 rows [N*H*W, C] (channels last)");
+  m.def("spiking_attention", &spiking_attention, "Spikformer's Q/K/V neurons, K^T V, Q K^T V and attention neuron");
 }
