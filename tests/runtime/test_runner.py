@@ -50,3 +50,11 @@ def test_cpu_runner_takes_no_cuda_path_and_head_split_neurons_match():
     x = torch.rand(6, 1, 28, 28)
     ref = Runner(model, optimize=False).run(x)
     assert torch.allclose(r.run(x), ref, atol=1e-4)
+
+
+def test_the_default_precision_is_auto_and_starts_in_float32():
+    """``auto`` is the default (issue 6): float32 until ``AUTO_SAMPLES`` inputs were seen, then the measured rule."""
+    r = Runner(firing_model())
+    assert r.precision == "fp32" and r._auto_inputs == [] and r.precision_report is None
+    r.run(torch.rand(2, 1, 28, 28))
+    assert len(r._auto_inputs) == 1

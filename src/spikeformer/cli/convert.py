@@ -101,7 +101,7 @@ def run_conversion(
         with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
             task = bar.add_task(label, total=len(test))
             return evaluate_model(
-                Runner(model), test, preprocess, batch, progress=lambda n: bar.update(task, advance=n)
+                Runner(model, precision="fp32"), test, preprocess, batch, progress=lambda n: bar.update(task, advance=n)
             )
 
     ann_eval = evaluate(ann, "ANN", 500)

@@ -80,12 +80,12 @@ class Runner:
     Args:
         model: a spiking model taking ``[B, C, H, W]`` and returning logits ``[B, classes]``.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32``; ``bf16`` (autocast; spikes are exact in bf16, membrane sums are not); ``int8`` (CPU:
-            spike-fed layers as int8 x per-channel int8 weights, ``spikeformer.runtime.int8``); ``auto``: with
-            ``calibration`` images, the fastest precision whose predictions agree with float32 on at least
-            ``AUTO_MIN_AGREEMENT`` of them (``select_precision``); without, the same measurement on the first
+        precision: ``auto`` (default), ``fp32``, ``bf16`` (autocast; spikes are exact in bf16, membrane sums are
+            not) or ``int8`` (CPU: spike-fed layers as int8 x per-channel int8 weights, ``spikeformer.runtime.int8``).
+            ``auto``: with ``calibration`` images, the fastest precision whose predictions agree with float32 on at
+            least ``AUTO_MIN_AGREEMENT`` of them (``select_precision``); without, the same measurement on the first
             ``AUTO_SAMPLES`` inputs the runner is given, running float32 until then (on the bundled model int8 and
-            bf16 agree on only about 97.5 %: docs/benchmarks.md).
+            bf16 agree on only about 97.5 %, so it stays float32: docs/benchmarks.md).
         calibration: preprocessed images for ``precision="auto"`` (use a few hundred: the rule is a fraction).
         max_batch_size: larger inputs are split into chunks of this size.
         optimize: fold BatchNorm into the weights, run every neuron with the fused multi-step kernel (compiled on
@@ -107,7 +107,7 @@ class Runner:
         self,
         model: nn.Module,
         device: str | torch.device = "cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         max_batch_size: int = 256,
         optimize: bool = True,
         event_driven: bool | None = None,
