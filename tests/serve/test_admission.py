@@ -50,3 +50,46 @@ def test_requests_beyond_the_limit_get_503_with_retry_after_and_others_pass():
 
     asyncio.run(scenario())
     assert served.count("/v2/models/m/infer") == 3 and "/v1/classify" not in served
+
+
+def test_a_full_model_queue_is_answered_503_before_the_body_is_read():
+    """Under overload most requests find their model's queue full: they are turned away before their body is read and
+    parsed (which would cost the event loop as much as answering them), with the queue's own message."""
+    from types import SimpleNamespace
+
+    from spikeformer.serve import metrics
+
+    full = {("busy", None), ("busy", "2")}
+    asked: list[tuple[str, str | None]] = []
+
+    def queue_full(name, version):
+        asked.append((name, version))
+        return f"the queue of {name} is full (4 requests); retry later" if (name, version) in full else None
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limited = InflightLimit(app, limit=100, retry_after_s=2)
+    state = SimpleNamespace(svc=SimpleNamespace(inference=SimpleNamespace(queue_full=queue_full)))
+    before = metrics.ADMISSION_REJECTED.labels("queue_full")._value.get()
+
+    async def call(path: str) -> tuple[int, dict, bytes]:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            raise AssertionError("a rejected request's body must not be read")
+
+        await limited({**_scope(path), "app": SimpleNamespace(state=state)}, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    status, headers, body = asyncio.run(call("/v2/models/busy/infer"))
+    assert status == 503 and headers[b"retry-after"] == b"2" and "queue of busy is full" in json.loads(body)["error"]
+    assert asyncio.run(call("/v2/models/busy/versions/2/infer"))[0] == 503
+    assert asyncio.run(call("/v2/models/idle/infer"))[0] == 200
+    assert asyncio.run(call("/v1/classify"))[0] == 200  # its model comes with the form: the endpoint decides
+    assert asked == [("busy", None), ("busy", "2"), ("idle", None)]
+    assert metrics.ADMISSION_REJECTED.labels("queue_full")._value.get() == before + 2

@@ -58,7 +58,9 @@ BATCH_SIZE = Histogram(
 QUEUE_DEPTH = Gauge("spikeformer_queue_depth", "Requests waiting in the batch queue.", ["model"])
 IN_FLIGHT = Gauge("spikeformer_in_flight_requests", "Inference requests being served.")
 ADMISSION_REJECTED = Counter(
-    "spikeformer_admission_rejected_total", "Inference requests answered 503 before their body was read (max_inflight)."
+    "spikeformer_admission_rejected_total",
+    "Inference requests answered 503 before their body was read: max_inflight reached, or their model's queue full.",
+    ["reason"],
 )
 MODEL_READY = Gauge("spikeformer_model_ready", "1 when the model version is loaded and verified.", ["model", "version"])
 MODEL_LOAD_FAILURES = Counter(

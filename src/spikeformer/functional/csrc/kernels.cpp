@@ -1078,19 +1078,22 @@ std::vector<torch::Tensor> spiking_attention(torch::Tensor acc, torch::Tensor sc
   return {out, counts};
 }
 
+// Every kernel runs without the GIL (as PyTorch's own operators do): the service's event loop keeps answering requests
+// while a batch runs in its inference thread.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("event_linear", &event_linear, "x [M,K] (mostly zero) @ wt [K,N] + bias, skipping zeros");
-  m.def("event_conv3x3", &event_conv3x3, "3x3/s1/p1 convolution of channels-last mostly-zero input");
-  m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward");
-  m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward");
-  m.def("lif_forward_int8", &lif_forward_int8, "multi-step LIF/IF inference writing int8 spikes");
-  m.def("lif_forward_dequant", &lif_forward_dequant, "multi-step LIF/IF inference reading int32 accumulators");
-  m.def("maxpool2d", &maxpool2d, "k x k max-pooling of NCHW float32");
-  m.def("maxpool2d_argmax", &maxpool2d_argmax, "k x k max-pooling of NCHW float32/bf16 with the winning tap");
-  m.def("maxpool2d_backward", &maxpool2d_backward, "gradient of maxpool2d_argmax (float32/bf16)");
-  m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact");
-  m.def("im2col_int8", &im2col_int8, "NCHW float32 (when exact) or int8 -> int8 im2col rows");
-  m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias");
-  m.def("maxpool_rows", &maxpool_rows, "max-pooling of int32/float32 rows [N*H*W, C] (channels last)");
-  m.def("spiking_attention", &spiking_attention, "Spikformer's Q/K/V neurons, K^T V, Q K^T V and attention neuron");
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+  m.def("event_linear", &event_linear, "x [M,K] (mostly zero) @ wt [K,N] + bias, skipping zeros", nogil);
+  m.def("event_conv3x3", &event_conv3x3, "3x3/s1/p1 convolution of channels-last mostly-zero input", nogil);
+  m.def("lif_forward", &lif_forward, "multi-step LIF/IF forward", nogil);
+  m.def("lif_backward", &lif_backward, "multi-step LIF/IF backward", nogil);
+  m.def("lif_forward_int8", &lif_forward_int8, "multi-step LIF/IF inference writing int8 spikes", nogil);
+  m.def("lif_forward_dequant", &lif_forward_dequant, "multi-step LIF/IF inference reading int32 accumulators", nogil);
+  m.def("maxpool2d", &maxpool2d, "k x k max-pooling of NCHW float32", nogil);
+  m.def("maxpool2d_argmax", &maxpool2d_argmax, "k x k max-pooling of NCHW float32/bf16 with the winning tap", nogil);
+  m.def("maxpool2d_backward", &maxpool2d_backward, "gradient of maxpool2d_argmax (float32/bf16)", nogil);
+  m.def("to_int8_exact", &to_int8_exact, "float32 -> int8 when exact", nogil);
+  m.def("im2col_int8", &im2col_int8, "NCHW float32 (when exact) or int8 -> int8 im2col rows", nogil);
+  m.def("dequantize", &dequantize, "int32 accumulators -> float32 with per-channel scales and bias", nogil);
+  m.def("maxpool_rows", &maxpool_rows, "max-pooling of int32/float32 rows [N*H*W, C] (channels last)", nogil);
+  m.def("spiking_attention", &spiking_attention, "Spikformer's Q/K/V neurons, Q K^T V and attention neuron", nogil);
 }

@@ -139,6 +139,19 @@ class InferenceService:
                 f"maintenance mode: {self.maintenance.message or 'inference is paused'}", self.settings.retry_after_s
             )
 
+    def queue_full(self, name: str, version: str | None) -> str | None:
+        """Why a request for this model would be turned away now (its batch queue is full), else ``None``; unknown or
+        unready models are left to the endpoint's own answer."""
+        try:
+            mv = self.repo.get(name, version)
+        except (ModelNotFoundError, ModelNotReadyError):
+            return None
+        batcher = self.batchers.get((mv.name, mv.version))
+        if batcher is None or batcher.depth < batcher.capacity:
+            return None
+        metrics.REQUESTS.labels(mv.name, mv.version, "rejected").inc()
+        return f"the queue of {mv.name} is full ({batcher.capacity} requests); retry later"
+
     # ------------------------------------------------------------------ running
     async def _run(self, mv: ModelVersion, x: torch.Tensor) -> BatchResult:
         batcher = self.batchers.get((mv.name, mv.version))
