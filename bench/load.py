@@ -156,22 +156,29 @@ async def closed_loop(url: str, model: str, body: dict, seconds: float, concurre
     async def client() -> None:
         conn = Connection(*_address(url))
         while time.perf_counter() < stop:
-            t = time.perf_counter()
-            try:
-                code, reply = await conn.request(raw)
-            except (OSError, asyncio.IncompleteReadError) as e:
-                code = type(e).__name__
-            codes[code] = codes.get(code, 0) + 1
-            if code == 200:
-                lat.append(time.perf_counter() - t)
-                if len(lat) == 1:
-                    _check_reply(reply)
+            reply = await _timed(conn, raw, lat, codes)
+            if reply is not None and len(lat) == 1:
+                _check_reply(reply)
         conn.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     return _summary(lat, codes, elapsed)
+
+
+async def _timed(conn: Connection, raw: bytes, lat: list[float], codes: dict) -> bytes | None:
+    """Send one request; count its status (or the connection error), time it if 200 and return its body then."""
+    t = time.perf_counter()
+    try:
+        code, reply = await conn.request(raw)
+    except (OSError, asyncio.IncompleteReadError) as e:
+        code, reply = type(e).__name__, None
+    codes[code] = codes.get(code, 0) + 1
+    if code != 200:
+        return None
+    lat.append(time.perf_counter() - t)
+    return reply
 
 
 def _check_reply(reply: bytes) -> None:
@@ -190,14 +197,7 @@ async def open_loop(url: str, model: str, body: dict, seconds: float, rate: floa
     async def one() -> None:
         inflight[0] += 1
         conn = idle.pop() if idle else Connection(*_address(url))
-        t = time.perf_counter()
-        try:
-            code, _ = await conn.request(raw)
-        except (OSError, asyncio.IncompleteReadError) as e:
-            code = type(e).__name__
-        codes[code] = codes.get(code, 0) + 1
-        if code == 200:
-            lat.append(time.perf_counter() - t)
+        await _timed(conn, raw, lat, codes)
         idle.append(conn)
         inflight[0] -= 1
 

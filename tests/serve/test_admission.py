@@ -10,6 +10,20 @@ def _scope(path: str) -> dict:
     return {"type": "http", "path": path, "method": "POST", "headers": []}
 
 
+async def _call(limited: InflightLimit, path: str, **scope) -> tuple[int, dict, bytes]:
+    """One request through the middleware: (status, headers, body); reading a body fails the test."""
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        raise AssertionError("a rejected request's body must not be read")
+
+    await limited({**_scope(path), **scope}, receive, send)
+    return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+
 def test_requests_beyond_the_limit_get_503_with_retry_after_and_others_pass():
     release = asyncio.Event()
     served: list[str] = []
@@ -23,17 +37,8 @@ def test_requests_beyond_the_limit_get_503_with_retry_after_and_others_pass():
 
     limited = InflightLimit(app, limit=2, retry_after_s=3)
 
-    async def call(path: str) -> tuple[int, dict, bytes]:
-        sent: list[dict] = []
-
-        async def send(message):
-            sent.append(message)
-
-        async def receive():
-            raise AssertionError("a rejected request's body must not be read")
-
-        await limited(_scope(path), receive, send)
-        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+    def call(path: str):
+        return _call(limited, path)
 
     async def scenario():
         first = [asyncio.create_task(call("/v2/models/m/infer")) for _ in range(2)]
@@ -74,17 +79,8 @@ def test_a_full_model_queue_is_answered_503_before_the_body_is_read():
     state = SimpleNamespace(svc=SimpleNamespace(inference=SimpleNamespace(queue_full=queue_full)))
     before = metrics.ADMISSION_REJECTED.labels("queue_full")._value.get()
 
-    async def call(path: str) -> tuple[int, dict, bytes]:
-        sent: list[dict] = []
-
-        async def send(message):
-            sent.append(message)
-
-        async def receive():
-            raise AssertionError("a rejected request's body must not be read")
-
-        await limited({**_scope(path), "app": SimpleNamespace(state=state)}, receive, send)
-        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+    def call(path: str):
+        return _call(limited, path, app=SimpleNamespace(state=state))
 
     status, headers, body = asyncio.run(call("/v2/models/busy/infer"))
     assert status == 503 and headers[b"retry-after"] == b"2" and "queue of busy is full" in json.loads(body)["error"]

@@ -838,6 +838,22 @@ struct NeuronStep {
   }
 };
 
+// One token's d inputs of the Q, K or V neuron (DEQ: int32 accumulators scaled and offset as dequantize rounds them)
+// through the neuron: membranes vr[0..d), spikes (0/1) into sp[0..d).
+template <typename X, bool DEQ>
+inline void neuron_row(const X* xr, const float* sc, const float* bi, const NeuronStep nr, float* vr, float* sp,
+                       int64_t d) {
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) {
+    float xv = static_cast<float>(xr[j]);
+    if constexpr (DEQ) {
+      xv = xv * sc[j];
+      if (bi) xv = xv + bi[j];
+    }
+    sp[j] = nr(vr[j], xv);
+  }
+}
+
 // acc [T, B, N, 3D]: the Q, K and V products of one int8 product, int32 (DEQ: x = acc * scale[c] + bias[c], rounded
 // as dequantize rounds it) or float32 (already x). Per (sample, head), over time: the Q, K and V neurons; K^T V from
 // token bitmasks (popcounts); (Q K^T V) as integers; times attn_scale; the attention neuron, whose int8 spikes go
@@ -864,18 +880,8 @@ static void spiking_attention_impl(const X* acc, const float* sc, const float* b
       for (int64_t n = 0; n < N; ++n) {
         for (int p = 0; p < 3; ++p) {
           const int64_t c0 = p * D + h * d;
-          const X* xr = rows + n * 3 * D + c0;
-          float* vr = vm.data() + (p * N + n) * d;
-          const NeuronStep nr = nrn[p];
-#pragma omp simd
-          for (int64_t j = 0; j < d; ++j) {
-            float xv = static_cast<float>(xr[j]);
-            if constexpr (DEQ) {
-              xv = xv * sc[c0 + j];
-              if (bi) xv = xv + bi[c0 + j];
-            }
-            sp[j] = nr(vr[j], xv);
-          }
+          neuron_row<X, DEQ>(rows + n * 3 * D + c0, DEQ ? sc + c0 : nullptr, bi ? bi + c0 : nullptr, nrn[p],
+                             vm.data() + (p * N + n) * d, sp.data(), d);
           for (int64_t j = 0; j < d; ++j) fired += sp[j] != 0.0f;
           if (p == 0) {
             for (int64_t j = 0; j < d; ++j) qmask[n * d + j] = sp[j] != 0.0f ? -1 : 0;
@@ -954,18 +960,8 @@ static void spiking_attention_avx512(const X* acc, const float* sc, const float*
       for (int64_t n = 0; n < N; ++n) {
         for (int p = 0; p < 3; ++p) {
           const int64_t c0 = p * D + h * d;
-          const X* xr = rows + n * 3 * D + c0;
-          float* vr = vm.data() + (p * N + n) * d;
-          const NeuronStep nr = nrn[p];
-#pragma omp simd
-          for (int64_t j = 0; j < d; ++j) {
-            float xv = static_cast<float>(xr[j]);
-            if constexpr (DEQ) {
-              xv = xv * sc[c0 + j];
-              if (bi) xv = xv + bi[c0 + j];
-            }
-            sp[j] = nr(vr[j], xv);
-          }
+          neuron_row<X, DEQ>(rows + n * 3 * D + c0, DEQ ? sc + c0 : nullptr, bi ? bi + c0 : nullptr, nrn[p],
+                             vm.data() + (p * N + n) * d, sp, d);
           const uint64_t bits = row_bits();
           fired += __builtin_popcountll(bits);
           if (p == 0) {
