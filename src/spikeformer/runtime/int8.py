@@ -468,7 +468,7 @@ def fuse_spiking_attention(model: nn.Module) -> int:
     n = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if not isinstance(child, SpikingSelfAttention):
+            if type(child) is not SpikingSelfAttention:  # (an Int8SpikingSelfAttention already is one)
                 continue
             stages = [child.q, child.k, child.v]
             if not all(

@@ -46,6 +46,8 @@ class RunStats:
 
 AUTO_MIN_AGREEMENT = 0.995  # issue 6: a faster precision must agree with float32 on at least 99.5 % of inputs
 AUTO_SAMPLES = 256  # without calibration images, ``auto`` measures the rule on the first this many inputs it runs
+# what a runner takes from the runner it rebuilt when ``auto`` switched precision
+_REBUILT = ("precision", "model", "event_driven", "channels_last", "_neurons", "_fused", "_call", "compiled")
 
 
 def select_precision(
@@ -236,8 +238,7 @@ class Runner:
             chosen, report = select_precision(self._original, images, self.device, AUTO_MIN_AGREEMENT)
             if chosen != self.precision:
                 new = Runner(self._original, self.device, chosen, **self._rebuild_args)
-                taken = ("precision", "model", "event_driven", "channels_last", "_neurons", "_fused", "_call")
-                for name in (*taken, "compiled"):
+                for name in _REBUILT:
                     setattr(self, name, getattr(new, name))
                 self._graphed = None if new._graphed is None else GraphedForward(self._device_forward, max_graphs=12)
             self.precision_report = report
