@@ -8,6 +8,11 @@ from spikeformer.runtime import Runner, int8
 from spikeformer.runtime.int8 import Int8Conv2d, Int8Linear, quantize_per_channel
 from support import KERNELS_MISSING, firing_model, tiny_model
 
+NO_ONEDNN = (
+    "this torch build has no oneDNN int8 convolution (torch.ops.onednn.qconv2d_pointwise, x86 builds with mkldnn); "
+    "the int8 convolutions take the im2col path, which is tested"
+)
+
 
 def _ints(shape, seed=0, low=0, high=2):
     g = torch.Generator().manual_seed(seed)
@@ -28,7 +33,7 @@ def path(request, monkeypatch):
     elif not kernels.available():
         pytest.skip(KERNELS_MISSING)
     elif request.param == "onednn" and not int8.onednn_conv_available():
-        pytest.skip("this torch has no oneDNN int8 convolution")
+        pytest.skip(NO_ONEDNN)
     if request.param != "onednn":
         monkeypatch.setattr(int8, "onednn_conv_available", lambda: False)
     return request.param
@@ -311,13 +316,14 @@ def conv_path(request, monkeypatch):
     if not kernels.available():
         pytest.skip(KERNELS_MISSING)
     if request.param == "onednn" and not int8.onednn_conv_available():
-        pytest.skip("this torch has no oneDNN int8 convolution")
+        pytest.skip(NO_ONEDNN)
     if request.param == "im2col":
         monkeypatch.setattr(int8, "onednn_conv_available", lambda: False)
     return request.param
 
 
-@pytest.mark.skipif(not kernels.available() or not int8.onednn_conv_available(), reason="needs oneDNN and the kernels")
+@pytest.mark.skipif(not kernels.available(), reason=KERNELS_MISSING)
+@pytest.mark.skipif(not int8.onednn_conv_available(), reason=NO_ONEDNN)
 @pytest.mark.parametrize(
     "c,o,k,s,p,hw,bias,pool",
     [
