@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
 	@echo "building the compiled CPU kernels (once per machine)"
-	$(PY) -c "from spikeformer.functional import kernels; kernels.get() or print('note: compiled kernels unavailable:', kernels.unavailable_reason())"
+	$(PY) -c "from spikeformer.kernels import cpu as kernels; kernels.get() or print('note: compiled kernels unavailable:', kernels.unavailable_reason())"
 	touch $(STAMP)
 
 setup: $(STAMP) data
@@ -50,8 +50,9 @@ test-deps:
 	$(call apt_ensure,dataset-fashion-mnist:/usr/share/datasets/fashion-mnist postgresql:/usr/lib/postgresql/*/bin/initdb prometheus:/usr/bin/promtool prometheus-alertmanager:/usr/bin/amtool chromium:/usr/bin/chromium)
 
 # The main job: the inference service with the bundled model (models/), SQLite under ./var, the CPU backend.
+# The checkout's models/ is passed explicitly: the installed default is $SPIKEFORMER_HOME/models (./var/models).
 run: setup
-	$(VENV)/bin/spikeformer serve --host 127.0.0.1 --port 8000
+	$(VENV)/bin/spikeformer serve --host 127.0.0.1 --port 8000 --model-repository models
 
 test: setup test-deps setup-lava
 	$(VENV)/bin/ruff check src tests bench

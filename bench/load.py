@@ -92,10 +92,11 @@ def _body(url_model: dict) -> dict:
 class Connection:
     """One keep-alive HTTP/1.1 connection sending a request prepared once as bytes (``raw_request``).
 
-    The load generator shares the machine with the server; httpx spent about 1.9 ms of CPU per request here (building
-    and serializing the 784-value body each time, parsing the response), as much as the server's own work per request
-    when batching. This client only writes the bytes and reads the status line, the headers and ``Content-Length``
-    bytes of body, so nearly all the CPU goes to the server. A connection the server closes is reopened.
+    The load generator shares the machine with the server; a general-purpose client such as httpx spends as much CPU
+    per request (building and serializing the 784-value body each time, parsing the response) as the server's own
+    work per request when batching (docs/benchmarks.md). This client only writes the bytes and reads the status line,
+    the headers and ``Content-Length`` bytes of body, so nearly all the CPU goes to the server. A connection the server
+    closes is reopened.
     """
 
     def __init__(self, host: str, port: int) -> None:

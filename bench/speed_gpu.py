@@ -1,4 +1,4 @@
-"""GPU speed against SpikingJelly 2.0 (not a test; run it on a lent GPU): the issue-6 GPU figures in one run.
+"""GPU speed against SpikingJelly 2.0 (not a test; run it on a GPU): the GPU figures of docs/benchmarks.md in one run.
 
 Same Spikformer-4-384 (CIFAR geometry, T=4, 32x32), same weights (``from_spikingjelly``), the two frameworks timed
 alternately in one process with CUDA events (medians of ``--repeats``). Sections, in order:
@@ -12,7 +12,7 @@ alternately in one process with CUDA events (medians of ``--repeats``). Sections
 3. inference at batch 256 (images/s) and batch 1 (ms, host input to host logits for ours), ours through ``Runner``
    in float32 and bfloat16, with and without CUDA graphs;
 4. training throughput at batch 128 (forward + backward + AdamW), float32 and bf16 autocast, ours with the Triton
-   neurons, the fused BatchNorm + neuron kernels (``spikeformer.functional.triton_bn_lif``; once more with the
+   neurons, the fused BatchNorm + neuron kernels (``spikeformer.kernels.triton_bn_lif``; once more with the
    ``nn.BatchNorm`` modules instead, as an A/B) and channels-last;
 5. ``--compile``: the same through ``torch.compile`` (only while ``--deadline-s`` leaves time);
 6. ``--profile``: the kernels that take the time in ours (bf16 inference at batch 256, a bf16 training step), as
@@ -146,7 +146,7 @@ def _training(rep: Report, dev: torch.device, batch: int, timeit, time_left) -> 
     """Training throughput at ``batch``: both frameworks eagerly (as their users run them) and with the whole step
     captured as a CUDA graph (``spikeformer.train.graphed``; SpikingJelly too when its step can be captured), float32
     and bf16 autocast; plus a check that the captured step trains exactly like the eager one."""
-    from spikeformer.functional import triton_bn_lif
+    from spikeformer.kernels import triton_bn_lif
     from spikeformer.train.graphed import GraphedStep, tensor_lr
 
     cuda = dev.type == "cuda"
@@ -245,7 +245,7 @@ def _lif_section(rep: Report, dev: torch.device, shape: tuple, timeit, copy_gb_s
         lif["fraction_of_copy"] = lif["ours_gb_s"] / copy_gb_s
         lif["spikingjelly_fraction_of_copy"] = n_bytes / t_s / 1e9 / copy_gb_s
     if dev.type == "cuda":
-        from spikeformer.functional import triton_lif
+        from spikeformer.kernels import triton_lif
 
         x = xl.detach()
         v0 = torch.zeros((), device=dev).expand(shape[1:])

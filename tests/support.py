@@ -45,9 +45,9 @@ def make_repository(root):
 
 def make_settings(repository, db_url: str, **kw):
     """Service settings for tests: short delays, the tiny model required."""
-    from spikeformer.serve.settings import ServiceSettings
+    from spikeformer.settings import Settings
 
-    return ServiceSettings(
+    return Settings(
         model_repository=repository,
         database_url=db_url,
         required_models=["tiny"],

@@ -118,3 +118,46 @@ def test_train_unknown_dataset_and_missing_checkpoint(tmp_path):
     assert r.exit_code != 0 and "unknown" in _json(r)["error"]
     r = runner.invoke(app, ["models", "verify", str(tmp_path / "nothing")])
     assert r.exit_code == 1 and "does not exist" in r.stderr
+
+
+def test_every_group_module_stands_alone():
+    """Each command module imports only ``spikeformer.cli._output`` from the CLI, never the package that mounts it."""
+    import ast
+    from pathlib import Path
+
+    import spikeformer.cli
+
+    folder = Path(spikeformer.cli.__file__).parent
+    for path in folder.glob("*.py"):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("spikeformer.cli"):
+                assert node.module == "spikeformer.cli._output", (path.name, node.module)
+
+
+@pytest.mark.parametrize(
+    "module,name,where",
+    [
+        ("spikeformer.cli", "fail", "spikeformer.cli._output"),
+        ("spikeformer.cli", "incident_close", "spikeformer.cli.incident"),
+        ("spikeformer.cli.convert", "run_conversion", "spikeformer.convert.run"),
+    ],
+)
+def test_moved_names_warn_and_forward(module, name, where):
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match=f"moved to {where}"):
+        value = getattr(importlib.import_module(module), name)
+    assert value is getattr(importlib.import_module(where), name)
+
+
+def test_incident_errors_map_to_their_exit_code():
+    from spikeformer.cli.incident import _exit_code
+    from spikeformer.ops.incidents import IncidentConflictError, IncidentNotFoundError
+    from spikeformer.store import StoreError
+
+    assert _exit_code(IncidentNotFoundError("no incident with id 9")) == 1
+    assert _exit_code(IncidentConflictError("it is closed")) == 2
+    assert _exit_code(StoreError("database unavailable")) == 2
+    assert _exit_code(ValueError("bad input")) == 2

@@ -21,18 +21,18 @@ class Pipeline:
     """A model with the preprocessing it was trained with.
 
     Attributes:
-        model: the torch module (eval mode).
+        model: the torch module as trained (eval mode): its modules are those the checkpoint built, whatever the
+            runner does, so every exporter, profiler and compiler takes it (``spikeformer.hardware.to_nir``,
+            ``spikeformer.hardware.compile_model``, ``spikeformer.energy.profile``).
+        runner: runs ``model`` for inference on its own optimized copy (``spikeformer.runtime.Runner``).
         manifest: the checkpoint's manifest.
         preprocess: raw uint8 pixels -> normalised float ``[N, C, H, W]``.
     """
 
+    model: nn.Module
     runner: Runner
     manifest: Manifest
     preprocess: Preprocess
-
-    @property
-    def model(self) -> nn.Module:
-        return self.runner.model
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -45,6 +45,7 @@ class Pipeline:
 
     @property
     def device(self) -> torch.device:
+        """Where the model and its runner are (the checkpoint is loaded there)."""
         return next(self.model.parameters()).device
 
     def predict_logits(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -62,7 +63,10 @@ class Pipeline:
 def load_pipeline(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Pipeline:
     """Verify (sha256) and load a checkpoint folder; raises ``CheckpointError`` with a clear message otherwise.
 
-    ``device`` and ``precision`` configure the ``Runner`` (see ``spikeformer.runtime``).
+    ``device`` and ``precision`` configure the ``Runner`` (see ``spikeformer.runtime``); ``Pipeline.model`` stays the
+    module the checkpoint built.
     """
     model, manifest = load_checkpoint(path, map_location=device)
-    return Pipeline(runner=Runner(model, device, precision), manifest=manifest, preprocess=manifest.preprocess)
+    return Pipeline(
+        model=model, runner=Runner(model, device, precision), manifest=manifest, preprocess=manifest.preprocess
+    )

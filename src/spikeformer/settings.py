@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ENV_PREFIX", "FASHION_MNIST_DEFAULT_ROOT", "Settings", "get_settings"]
@@ -79,12 +79,25 @@ class Settings(BaseSettings):
     thermal_poll_interval_s: float = Field(5.0, gt=0, description="How often device temperatures are read.")
     thermal_margin_c: float = Field(5.0, ge=0, description="Protect this many degrees below the slowdown point.")
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _blank_home_is_default(cls, value: object) -> object:
+        # An empty SPIKEFORMER_HOME means "not set" (./var), never the current folder.
+        return (value.strip() or Path("var")) if isinstance(value, str) else value
+
+    @field_validator(
+        "model_repository", "database_url", "migrations_dir", "fashion_mnist", "lava_python", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # Surrounding blanks are dropped, and `SPIKEFORMER_DATABASE_URL=` (set but empty) means "not set", as for every
+        # optional location.
+        return (value.strip() or None) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _derive_locations(self) -> Settings:
         if self.model_repository is None:
             self.model_repository = self.home / "models"
-        if self.database_url is not None and not self.database_url.strip():
-            self.database_url = None
         return self
 
     @property

@@ -11,7 +11,7 @@ import torch
 import spikeformer
 from spikeformer.checkpoint import save_checkpoint
 from spikeformer.data import Preprocess
-from spikeformer.models.vit_relu import QCFS
+from spikeformer.nn.quant import QCFS
 
 TINY = dict(img_size=8, in_chans=1, num_classes=10, patch_size=2, embed_dim=16, depth=1, num_heads=2)
 

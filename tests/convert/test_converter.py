@@ -17,8 +17,8 @@ from spikeformer.convert import (
     profile_converted,
 )
 from spikeformer.data import Preprocess
-from spikeformer.models.vit_relu import QCFS, STBIF, QuantIF, ReLUViT, cumulative_matmul, expectation_matmul
-from spikeformer.nn import reset_states
+from spikeformer.models.vit_relu import ReLUViT, cumulative_matmul, expectation_matmul
+from spikeformer.nn import QCFS, STBIF, QuantIF, reset_states
 
 
 def test_expectation_matmul_running_mean_is_product_of_running_means():

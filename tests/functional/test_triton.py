@@ -55,7 +55,8 @@ if not (INTERPRETED or ON_GPU):
 if INTERPRETED or ON_GPU:
     import torch.nn.functional as F
 
-    from spikeformer.functional import fused, triton_lif, triton_pool
+    from spikeformer.functional import fused
+    from spikeformer.kernels import triton_lif, triton_pool
 
     @pytest.fixture(autouse=True)
     def _device():
@@ -255,7 +256,7 @@ if INTERPRETED or ON_GPU:
         makes the reducing kernels walk several row tiles per program (as on large layers)."""
         from torch import nn
 
-        from spikeformer.functional import triton_bn_lif
+        from spikeformer.kernels import triton_bn_lif
 
         monkeypatch.setattr(triton_bn_lif, "_PROGRAMS", programs)
 
@@ -333,7 +334,7 @@ if INTERPRETED or ON_GPU:
         and running statistics equal those of the torch-backend reference."""
         import copy
 
-        from spikeformer.functional import triton_bn_lif
+        from spikeformer.kernels import triton_bn_lif
         from spikeformer.models import create_model
         from spikeformer.nn import set_backend
 
@@ -372,7 +373,7 @@ if INTERPRETED or ON_GPU:
         as ``nn.BatchNorm`` computes them in float32, several row tiles per reducing program."""
         from torch import nn
 
-        from spikeformer.functional import triton_bn_lif
+        from spikeformer.kernels import triton_bn_lif
 
         monkeypatch.setattr(triton_bn_lif, "_PROGRAMS", 1)
         torch.manual_seed(10)
@@ -406,7 +407,7 @@ if INTERPRETED or ON_GPU:
         (what the repeated input's gradient is)."""
         from torch import nn
 
-        from spikeformer.functional import triton_bn_lif
+        from spikeformer.kernels import triton_bn_lif
 
         torch.manual_seed(11)
         timesteps, c = 4, 24
@@ -440,7 +441,7 @@ if INTERPRETED or ON_GPU:
         equal the modules' (float32)."""
         import copy
 
-        from spikeformer.functional import triton_bn_lif
+        from spikeformer.kernels import triton_bn_lif
         from spikeformer.models import create_model
         from spikeformer.nn import set_backend
 

@@ -8,7 +8,8 @@ from spikeformer.nn import BaseNeuron
 # The spiking families; the ANN entries built for conversion (spiking=False) are tested in test_vit_relu.py.
 ALL = [n for n in spikeformer.list_models() if model_defaults(n).get("spiking", True)]
 
-# Parameter counts published with each architecture (millions, rounded as in the papers; FACTS.md sections 1-2).
+# Parameter counts published with each architecture (millions, rounded as in the Spikformer and Spike-driven
+# Transformer papers).
 PAPER_PARAMS = {
     "spikformer-4-256": 4.15,
     "spikformer-2-384": 5.76,

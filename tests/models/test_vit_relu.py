@@ -7,7 +7,8 @@ import torch
 
 import spikeformer
 from spikeformer.models import ReLUViT, model_defaults
-from spikeformer.models.vit_relu import QCFS, QuantIF
+from spikeformer.nn.neuron import QuantIF
+from spikeformer.nn.quant import QCFS
 
 ENTRIES = [n for n in spikeformer.list_models() if not model_defaults(n).get("spiking", True)]
 SMALL = dict(img_size=16, in_chans=3, num_classes=7, patch_size=4, embed_dim=32, depth=1, num_heads=4)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from spikeformer.functional import kernels
+from spikeformer.kernels import cpu as kernels
 from spikeformer.runtime import Runner
 from spikeformer.runtime.event import EventConv2d, EventLinear, event_layers, to_event_driven
 from support import KERNELS_MISSING, firing_model

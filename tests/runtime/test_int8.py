@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeformer.functional import kernels
+from spikeformer.kernels import cpu as kernels
 from spikeformer.runtime import Runner, int8
 from spikeformer.runtime.int8 import Int8Conv2d, Int8Linear, quantize_per_channel
 from support import KERNELS_MISSING, firing_model, tiny_model

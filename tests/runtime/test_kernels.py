@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeformer.functional import fused, kernels
+from spikeformer.functional import fused
+from spikeformer.kernels import cpu as kernels
 
 
 @pytest.fixture(scope="module")

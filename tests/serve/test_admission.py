@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from spikeformer.serve.app import InflightLimit
+from spikeformer.serve.middleware import InflightLimit
 
 
 def _scope(path: str) -> dict:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from spikeformer.serve.api import status
+from spikeformer.serve.services import status
 from spikeformer.store import Database, InferenceRecordRepository, JobRepository, StoreError
 
 

@@ -191,8 +191,8 @@ def test_naive_datetimes_are_refused(db):
 def test_migrations_are_found_next_to_the_package(monkeypatch, tmp_path):
     import spikeformer.store.database as module
 
-    assert module.migrations_dir() == Path(module.__file__).resolve().parents[3] / "migrations"
-    monkeypatch.setenv("SPIKEFORMER_MIGRATIONS_DIR", str(tmp_path))  # e.g. a non-editable install
+    assert module.migrations_dir() == Path(module.__file__).resolve().parent / "migrations"  # package data
+    monkeypatch.setenv("SPIKEFORMER_MIGRATIONS_DIR", str(tmp_path))  # a folder without env.py
     with pytest.raises(StoreError, match="SPIKEFORMER_MIGRATIONS_DIR"):
         Database(f"sqlite:///{tmp_path / 'x.db'}").upgrade()
 

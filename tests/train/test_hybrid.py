@@ -10,7 +10,7 @@ from spikeformer import load_pipeline
 from spikeformer.checkpoint import save_checkpoint
 from spikeformer.convert import SpikeformerConverter
 from spikeformer.data import Preprocess
-from spikeformer.models.vit_relu import QuantIF
+from spikeformer.nn.neuron import QuantIF
 from spikeformer.train import TrainConfig, fit
 from spikeformer.train.trainer import _init_from
 

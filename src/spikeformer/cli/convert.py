@@ -1,284 +1,96 @@
 """``spikeformer convert --checkpoint ANN --timesteps 4,8,16,32,64``: convert, evaluate at every T (top-1, agreement
 with the ANN, energy per inference), save each converted model as a checkpoint and plot the curve.
+
+The sweep itself is :func:`spikeformer.convert.run_conversion`; this module parses the options and prints.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import warnings
 from typing import Annotated, Any
 
 import typer
 
-from spikeformer.convert.converter import parse_timesteps
+from spikeformer.cli._output import JsonFlag, console, emit_json, fail
 
-__all__ = ["register", "parse_timesteps", "probe_thresholds", "run_conversion"]
+__all__ = ["convert", "register"]
 
-
-def _plot(results: list[dict[str, Any]], ann_top1: float, ann_energy: float | None, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ts = [r["timesteps"] for r in results]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(ts, [100 * r["top1"] for r in results], "o-", label="converted SNN top-1")
-    a.plot(ts, [100 * r["agreement"] for r in results], "s--", label="agreement with the ANN")
-    a.axhline(100 * ann_top1, color="k", ls=":", label=f"ANN top-1 {100 * ann_top1:.2f}%")
-    a.axhline(99 * ann_top1, color="r", ls=":", lw=0.8, label="99 % of the ANN")
-    a.set_xscale("log", base=2)
-    a.set_xticks(ts, [str(t) for t in ts])
-    a.set_xlabel("timesteps T")
-    a.set_ylabel("%")
-    a.legend(fontsize=8)
-    a.grid(alpha=0.3)
-    b.plot(ts, [1e6 * r["energy_j"] for r in results], "o-", label="SNN (cmos45nm)")
-    if ann_energy:
-        b.axhline(1e6 * ann_energy, color="k", ls=":", label="ANN, same architecture")
-    b.set_xscale("log", base=2)
-    b.set_xticks(ts, [str(t) for t in ts])
-    b.set_xlabel("timesteps T")
-    b.set_ylabel("energy per inference (uJ)")
-    b.legend(fontsize=8)
-    b.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+# Names this module exported before the sweep moved into the library: name -> module that holds it now.
+_MOVED = {
+    "parse_timesteps": "spikeformer.convert.converter",
+    "probe_thresholds": "spikeformer.convert.run",
+    "run_conversion": "spikeformer.convert.run",
+}
 
 
-def run_conversion(
-    checkpoint: str,
-    timesteps: list[int],
-    dataset: str = "fashion-mnist",
-    data_root: str | None = None,
-    method: str = "qcfs",
-    percentile: float = 99.9,
-    calibration_samples: int = 512,
-    limit_test: int | None = None,
-    energy_samples: int = 16,
-    output: str | None = None,
-    save: bool = True,
-    progress: bool = True,
-    neuron: str = "st-bif",
-) -> dict[str, Any]:
-    """Convert the ANN checkpoint at every T; returns the JSON-ready result (see ``spikeformer convert --help``)."""
-    import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
 
-    from spikeformer.checkpoint import load_checkpoint, save_checkpoint
-    from spikeformer.convert.converter import ConversionError, SpikeformerConverter, find_unconvertible
-    from spikeformer.convert.energy import profile_converted
-    from spikeformer.data import load_dataset
-    from spikeformer.runtime import Runner
-    from spikeformer.train.evaluate import evaluate_model
-
-    ann, manifest = load_checkpoint(checkpoint)
-    problems = find_unconvertible(ann)
-    if problems:
-        raise ConversionError(problems)
-    probe = SpikeformerConverter(timesteps[0], method, percentile)
-    test = load_dataset(dataset, "test", data_root)
-    if limit_test is not None:
-        if limit_test < 1:
-            raise ValueError(f"--limit-test must be >= 1, got {limit_test}")
-        test = test.subset(range(min(limit_test, len(test))))
-    expected = tuple(ann.input_shape)
-    if tuple(test.image_shape) != expected:
-        raise ValueError(
-            f"{dataset} images are {list(test.image_shape)} (C, H, W); the checkpoint's model takes {list(expected)}"
+        where = _MOVED[name]
+        warnings.warn(
+            f"spikeformer.cli.convert.{name} moved to {where}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    preprocess = manifest.preprocess
-    out = Path(output) if output else Path("runs") / f"convert-{Path(checkpoint).resolve().name}"
-    console = Console(stderr=True)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        return getattr(importlib.import_module(where), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def evaluate(model: torch.nn.Module, label: str, batch: int):
-        with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
-            task = bar.add_task(label, total=len(test))
-            return evaluate_model(
-                Runner(model, precision="fp32"), test, preprocess, batch, progress=lambda n: bar.update(task, advance=n)
-            )
 
-    ann_eval = evaluate(ann, "ANN", 500)
-    ann_pred = torch.tensor(ann_eval.predictions)
-    calib = load_dataset(dataset, "train", data_root)
-    calib_x = preprocess(calib.images[: max(1, calibration_samples)])
-    probe.calibrate(ann, calib_x)
-    energy_x = preprocess(test.images[: max(1, energy_samples)])
+def convert(
+    checkpoint: Annotated[str, typer.Option(help="ANN checkpoint folder (e.g. a vit-relu-fmnist run).")],
+    timesteps: Annotated[str, typer.Option(help="Comma-separated T values.")] = "4,8,16,32,64",
+    dataset: Annotated[str, typer.Option(help="fashion-mnist, digits or folder:PATH.")] = "fashion-mnist",
+    data_root: Annotated[str | None, typer.Option(help="Where the data set's files are.")] = None,
+    method: Annotated[str, typer.Option(help="Thresholds: qcfs (trained), max or percentile (calibrated).")] = "qcfs",
+    percentile: Annotated[float, typer.Option(help="Percentile of --method percentile.")] = 99.9,
+    neuron: Annotated[
+        str, typer.Option(help="st-bif (signed neurons, SpikeZIP-TF; exact once settled) or if (rate-coded IF).")
+    ] = "st-bif",
+    calibration_samples: Annotated[int, typer.Option(min=1, help="Training images used to calibrate.")] = 512,
+    limit_test: Annotated[int | None, typer.Option(help="Evaluate the first N test images only.")] = None,
+    energy_samples: Annotated[int, typer.Option(min=1, help="Test images profiled for energy.")] = 16,
+    output: Annotated[str | None, typer.Option(help="Folder for the plot, results and checkpoints.")] = None,
+    save: Annotated[bool, typer.Option(help="Save each converted model as OUTPUT/snn-tT.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert an ANN checkpoint to spiking networks; report top-1, agreement and energy per T, plot the curve."""
+    from spikeformer.checkpoint import CheckpointError
+    from spikeformer.convert import run_conversion
+    from spikeformer.convert.converter import parse_timesteps
+    from spikeformer.data import DatasetNotFoundError
 
-    def converted(t: int) -> torch.nn.Module:
-        conv = SpikeformerConverter(t, method, percentile, neuron)
-        conv.statistics, conv.calibration_samples = probe.statistics, probe.calibration_samples
-        return conv.convert(ann)
-
-    predictions = _sweep_predictions(converted, timesteps, test, preprocess, evaluate, progress, console, columns)
-    labels = test.labels
-    results, ann_energy = [], None
-    for t in timesteps:
-        snn = converted(t)
-        pred = predictions[t]
-        top1 = float((pred == labels).float().mean())
-        agreement = float((pred == ann_pred).float().mean())
-        report = profile_converted(snn, energy_x)
-        ann_energy = report.ann_energy("cmos45nm")
-        row: dict[str, Any] = {
-            "timesteps": t,
-            "top1": top1,
-            "agreement": agreement,
-            "energy_j": report.energy("cmos45nm"),
-            "kept_of_ann": top1 / ann_eval.top1 if ann_eval.top1 else None,
-            "sops": report.total_sops,
-            "macs": report.total_macs,
-            "spikes": report.total_spikes,
-        }
-        if save:
-            folder = out / f"snn-t{t}"
-            save_checkpoint(
-                snn,
-                folder,
-                preprocess,
-                manifest.class_names,
-                manifest.dataset,
-                {
-                    "top1": top1,
-                    "agreement_with_ann": agreement,
-                    "ann_top1": ann_eval.top1,
-                    "energy_j_cmos45nm": row["energy_j"],
-                    "evaluated_on": f"{dataset} test ({len(test)})",
-                },
-                training={
-                    "converted_from": str(checkpoint),
-                    "ann_sha256": manifest.sha256,
-                    "method": method,
-                    "neuron": neuron,
-                    "percentile": percentile if method == "percentile" else None,
-                    "calibration_samples": probe.calibration_samples,
-                    "thresholds": probe_thresholds(probe, ann),
-                },
-                samples=manifest.samples,  # the ANN's reference images, for the service's smoke checks
-            )
-            row["checkpoint"] = str(folder)
-        results.append(row)
-        console.print(
-            f"T={t}: top-1 {100 * top1:.2f}% (ANN {100 * ann_eval.top1:.2f}%), agreement {100 * agreement:.2f}%, "
-            f"{1e6 * row['energy_j']:.2f} uJ/inference",
-            highlight=False,
+    try:
+        ts = parse_timesteps(timesteps)
+        if method not in ("qcfs", "max", "percentile"):
+            raise ValueError(f"unknown --method {method!r}; accepted: qcfs, max, percentile")
+        if not 0 < percentile <= 100:
+            raise ValueError(f"--percentile must be in (0, 100], got {percentile}")
+        if neuron not in ("if", "st-bif"):
+            raise ValueError(f"unknown --neuron {neuron!r}; accepted: if, st-bif")
+        summary = run_conversion(
+            checkpoint,
+            ts,
+            dataset=dataset,
+            data_root=data_root,
+            method=method,
+            percentile=percentile,
+            calibration_samples=calibration_samples,
+            limit_test=limit_test,
+            energy_samples=energy_samples,
+            output=output,
+            save=save,
+            progress=not as_json,
+            neuron=neuron,
         )
-    title = f"{manifest.model_name} -> SNN ({method}, {neuron} neurons) on {dataset} test ({len(test)} images)"
-    png = _plot(results, ann_eval.top1, ann_energy, out / "conversion.png", title)
-    summary = {
-        "ok": True,
-        "checkpoint": str(checkpoint),
-        "model": manifest.model_name,
-        "dataset": dataset,
-        "num_test": len(test),
-        "method": method,
-        "neuron": neuron,
-        "ann_top1": ann_eval.top1,
-        "ann_energy_j": ann_energy,
-        "results": results,
-        "files": {"png": str(png), "json": str(out / "conversion.json")},
-    }
-    (out / "conversion.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def probe_thresholds(conv: Any, ann: Any) -> dict[str, float]:
-    """The converter's thresholds for ``ann`` (module path -> lambda), for the manifest."""
-    return {k: round(v, 6) for k, v in conv.thresholds(ann).items()}
-
-
-def _sweep_predictions(converted, timesteps, test, preprocess, evaluate, progress, console, columns):
-    """Predictions ``{T: [N]}`` of the converted model at every T.
-
-    A converted ``ReLUViT`` is causal (no layer depends on the total T), so one run at the largest T gives every
-    smaller T: the model run for ``t`` steps returns the mean (rate coding) or the sum (``st-bif``) of the first ``t``
-    step logits, whose argmax is the argmax of their sum (``tests/convert/test_converter.py`` checks this).
-    Other models are evaluated once per T through the ``Runner``.
-    """
-    import torch
-    from rich.progress import Progress
-
-    from spikeformer.data import iterate_batches
-    from spikeformer.models.vit_relu import ReLUViT
-    from spikeformer.nn.neuron import set_backend
-
-    tmax = max(timesteps)
-    snn = converted(tmax)
-    if not isinstance(snn, ReLUViT):
-        return {t: torch.tensor(evaluate(converted(t), f"SNN T={t}", max(4, 4096 // t)).predictions) for t in timesteps}
-    set_backend(snn, "fused")  # the Runner's kernel
-    preds: dict[int, list[torch.Tensor]] = {t: [] for t in timesteps}
-    with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"SNN, T = {', '.join(map(str, timesteps))} in one run", total=len(test))
-        with torch.inference_mode():
-            for x, _ in iterate_batches(test, max(4, 2048 // tmax), preprocess=preprocess):
-                running = snn.forward_steps(x).cumsum(0)  # [T, B, classes]: sums of the first t step logits
-                for t in timesteps:
-                    preds[t].append(running[t - 1].argmax(1))
-                bar.update(task, advance=len(x))
-    return {t: torch.cat(p) for t, p in preds.items()}
+    except (ValueError, DatasetNotFoundError, CheckpointError) as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"ANN top-1 {100 * summary['ann_top1']:.2f}%; wrote {summary['files']['png']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this subpackage's commands to ``app`` (called once by ``spikeformer.cli``)."""
-
-    @app.command("convert")
-    def convert(
-        checkpoint: Annotated[str, typer.Option(help="ANN checkpoint folder (e.g. a vit-relu-fmnist run).")],
-        timesteps: Annotated[str, typer.Option(help="Comma-separated T values.")] = "4,8,16,32,64",
-        dataset: Annotated[str, typer.Option(help="fashion-mnist, digits or folder:PATH.")] = "fashion-mnist",
-        data_root: Annotated[str | None, typer.Option(help="Where the data set's files are.")] = None,
-        method: Annotated[
-            str, typer.Option(help="Thresholds: qcfs (trained), max or percentile (calibrated).")
-        ] = "qcfs",
-        percentile: Annotated[float, typer.Option(help="Percentile of --method percentile.")] = 99.9,
-        neuron: Annotated[
-            str, typer.Option(help="st-bif (signed neurons, SpikeZIP-TF; exact once settled) or if (rate-coded IF).")
-        ] = "st-bif",
-        calibration_samples: Annotated[int, typer.Option(min=1, help="Training images used to calibrate.")] = 512,
-        limit_test: Annotated[int | None, typer.Option(help="Evaluate the first N test images only.")] = None,
-        energy_samples: Annotated[int, typer.Option(min=1, help="Test images profiled for energy.")] = 16,
-        output: Annotated[str | None, typer.Option(help="Folder for the plot, results and checkpoints.")] = None,
-        save: Annotated[bool, typer.Option(help="Save each converted model as OUTPUT/snn-tT.")] = True,
-        as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
-    ) -> None:
-        """Convert an ANN checkpoint to spiking networks; report top-1, agreement and energy per T, plot the curve."""
-        from spikeformer.checkpoint import CheckpointError
-        from spikeformer.cli import _emit_json, console, fail
-        from spikeformer.data import DatasetNotFoundError
-
-        try:
-            ts = parse_timesteps(timesteps)
-            if method not in ("qcfs", "max", "percentile"):
-                raise ValueError(f"unknown --method {method!r}; accepted: qcfs, max, percentile")
-            if not 0 < percentile <= 100:
-                raise ValueError(f"--percentile must be in (0, 100], got {percentile}")
-            if neuron not in ("if", "st-bif"):
-                raise ValueError(f"unknown --neuron {neuron!r}; accepted: if, st-bif")
-            summary = run_conversion(
-                checkpoint,
-                ts,
-                dataset=dataset,
-                data_root=data_root,
-                method=method,
-                percentile=percentile,
-                calibration_samples=calibration_samples,
-                limit_test=limit_test,
-                energy_samples=energy_samples,
-                output=output,
-                save=save,
-                progress=not as_json,
-                neuron=neuron,
-            )
-        except (ValueError, DatasetNotFoundError, CheckpointError) as e:
-            fail(str(e), as_json=as_json)
-        if as_json:
-            _emit_json(summary)
-            return
-        console.print(f"ANN top-1 {100 * summary['ann_top1']:.2f}%; wrote {summary['files']['png']}", highlight=False)
+    """Add this module's top-level command (``convert``) to the root ``app``."""
+    app.command("convert")(convert)

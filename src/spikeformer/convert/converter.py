@@ -39,10 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeformer.models import build_architecture
-from spikeformer.models.vit_relu import NEURON_KINDS, QCFS, ConvNorm, QuantIF, ReLUViT
+from spikeformer.models.vit_relu import ConvNorm, ReLUViT
 from spikeformer.nn.base import StatefulModule, reset_states
 from spikeformer.nn.layers import LinearBN, SeqToANN
-from spikeformer.nn.neuron import BaseNeuron
+from spikeformer.nn.neuron import CONVERTED_NEURONS, BaseNeuron, QuantIF
+from spikeformer.nn.quant import QCFS
 
 __all__ = [
     "ConversionError",
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 METHODS = ("qcfs", "max", "percentile")
-NEURONS = NEURON_KINDS
+NEURONS = CONVERTED_NEURONS  # the neuron kinds a converted twin accepts, from the registry in spikeformer.nn
 
 _ACTIVATIONS = (nn.ReLU, QCFS)
 _STATELESS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)

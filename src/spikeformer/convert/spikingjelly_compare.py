@@ -119,7 +119,7 @@ def _vit_with_spikingjelly(
     from spikingjelly.activation_based import neuron as sj_neuron
 
     from spikeformer.checkpoint import load_checkpoint
-    from spikeformer.models.vit_relu import QCFS
+    from spikeformer.nn.quant import QCFS
 
     ann, manifest = load_checkpoint(path)
     out: dict[str, Any] = {"checkpoint": path, "model": manifest.model_name, "attempts": []}

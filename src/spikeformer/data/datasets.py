@@ -7,7 +7,6 @@ labels ``[N]``. Nothing is downloaded and nothing is cached on disk.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from spikeformer.settings import FASHION_MNIST_DEFAULT_ROOT, get_settings
 
 from .idx import read_idx
 
@@ -37,10 +38,8 @@ __all__ = [
 SPLITS: tuple[str, ...] = ("train", "test")
 #: Names accepted by :func:`load_dataset` (``"folder"`` also as ``"folder:<path>"``).
 DATASETS: tuple[str, ...] = ("fashion-mnist", "digits", "folder")
-#: Environment variable overriding the Fashion-MNIST directory.
+#: Environment variable overriding the Fashion-MNIST directory (the setting ``fashion_mnist``).
 FASHION_MNIST_ENV = "SPIKEFORMER_FASHION_MNIST"
-#: Where Debian's ``dataset-fashion-mnist`` package installs the files.
-FASHION_MNIST_DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 #: Label names of Fashion-MNIST, index = label.
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -160,8 +159,7 @@ def _check_split(split: str) -> str:
 def _fashion_root(root: str | Path | None) -> Path:
     if root is not None:
         return Path(root)
-    env = os.environ.get(FASHION_MNIST_ENV, "").strip()
-    return Path(env) if env else FASHION_MNIST_DEFAULT_ROOT
+    return get_settings().fashion_mnist_root
 
 
 def _find_idx(root: Path, stem: str) -> Path:
@@ -188,7 +186,7 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
 
     Args:
         split: ``"train"`` (60,000 images, ``train-*-ubyte``) or ``"test"`` (10,000, ``t10k-*-ubyte``).
-        root: Directory holding the files. Default: the ``SPIKEFORMER_FASHION_MNIST`` environment variable
+        root: Directory holding the files. Default: the setting ``fashion_mnist`` (``SPIKEFORMER_FASHION_MNIST``)
             when set and non-empty, else ``/usr/share/datasets/fashion-mnist``.
 
     Returns:

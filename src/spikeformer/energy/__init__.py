@@ -30,6 +30,7 @@ from spikeformer.energy.paper import (
 )
 from spikeformer.energy.plots import plot_energy, plot_firing_rates
 from spikeformer.energy.report import CONVENTIONS, DEFAULT_HARDWARE, EnergyReport, LayerStats
+from spikeformer.energy.run import profile_inputs, profile_run
 
 __all__ = [
     "CMOS45nm",
@@ -57,6 +58,8 @@ __all__ = [
     "plot_energy",
     "plot_firing_rates",
     "profile",
+    "profile_inputs",
+    "profile_run",
     "reproduce_spikformer_imagenet",
     "resolve_hardware",
     "spikformer_first_layer_flops",

@@ -15,8 +15,8 @@ backward runs the recurrence in reverse by hand. With ``a = 1 - 1/tau`` (LIF wit
 (``tests/functional/test_fused.py``): identical spikes, gradients equal to float rounding.
 
 On the CPU (float32, or bfloat16 under autocast with the membrane kept in float32) both directions run in the
-compiled kernel of ``spikeformer.functional.kernels``, on CUDA in the Triton kernels of
-``spikeformer.functional.triton_lif`` (float32, bfloat16 or float16 inputs, float32 membrane); each is one pass over
+compiled kernel of ``spikeformer.kernels.cpu``, on CUDA in the Triton kernels of
+``spikeformer.kernels.triton_lif`` (float32, bfloat16 or float16 inputs, float32 membrane); each is one pass over
 ``[T, N]`` with the same operations in the same order, and inference calls it without an autograd node. Elsewhere (other
 dtypes, no compiler, no Triton) the torch loop below runs.
 """
@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import torch
 
-from spikeformer.functional import kernels, triton_lif
 from spikeformer.functional.surrogate import atan_grad, fast_sigmoid_grad, heaviside, sigmoid_grad
+from spikeformer.kernels import cpu as kernels
+from spikeformer.kernels import triton_lif
 
 __all__ = ["fused_multistep", "add_channel_bias", "lif_coefficients", "SURROGATE_GRADS"]
 

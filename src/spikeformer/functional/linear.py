@@ -1,11 +1,10 @@
 """``linear(x, weight, bias)``: ``F.linear`` through oneDNN on the CPU in float32.
 
-PyTorch sends a float32 CPU ``F.linear`` to MKL's sgemm. On the AMD EPYC CPUs of our machines MKL is more than
-twice slower than oneDNN (which PyTorch also ships, and which SpikingJelly's Spikformer reaches through its
-1x1 ``Conv1d`` layers): a [2048 x 384] x [384 x 1536] product takes about 54 ms through ``F.linear`` and 22 ms
-through ``torch.ops.mkldnn._linear_pointwise`` on one core. ``linear`` takes the oneDNN route for float32 CPU
-tensors outside autocast (forward, and a hand-written backward whose three products go the same way), and
-``F.linear`` everywhere else. Results equal ``F.linear``'s up to float32 summation order.
+PyTorch sends a float32 CPU ``F.linear`` to MKL's sgemm. On AMD EPYC CPUs MKL is more than twice slower than oneDNN
+(which PyTorch also ships, and which SpikingJelly's Spikformer reaches through its 1x1 ``Conv1d`` layers; figures:
+``docs/runtime.md``), reached here through ``torch.ops.mkldnn._linear_pointwise``. ``linear`` takes the oneDNN
+route for float32 CPU tensors outside autocast (forward, and a hand-written backward whose three products go the
+same way), and ``F.linear`` everywhere else. Results equal ``F.linear``'s up to float32 summation order.
 """
 
 from __future__ import annotations

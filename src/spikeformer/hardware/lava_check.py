@@ -28,6 +28,7 @@ import torch
 
 from spikeformer.hardware.emulator import run_program
 from spikeformer.hardware.quantize import IntProgram
+from spikeformer.settings import get_settings
 
 __all__ = ["lava_python", "lava_spec", "run_lava", "cross_check"]
 
@@ -35,13 +36,17 @@ RUNNER = Path(__file__).with_name("_lava_runner.py")
 
 
 def lava_python() -> Path | None:
-    """The Lava environment's interpreter: ``SPIKEFORMER_LAVA_PYTHON`` or ``.venv-lava`` in the working tree."""
-    env = os.environ.get("SPIKEFORMER_LAVA_PYTHON")
-    candidates = [Path(env)] if env else [Path.cwd() / ".venv-lava/bin/python"]
-    candidates.append(Path(__file__).resolve().parents[3] / ".venv-lava/bin/python")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
+    """The Lava environment's interpreter, or ``None`` when there is none.
+
+    The first executable of: the setting ``lava_python`` (``SPIKEFORMER_LAVA_PYTHON``) when set, and
+    ``.venv-lava/bin/python`` under the current folder (where ``make setup-lava`` creates it in a checkout).
+    """
+    configured = get_settings().lava_python
+    candidates = [configured.expanduser()] if configured is not None else []
+    candidates.append(Path.cwd() / ".venv-lava/bin/python")
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
     return None
 
 

@@ -8,7 +8,7 @@ whose runtime is missing is reported as unavailable, never as healthy.
   limit (NVML reports mW), clock-event (throttle) reasons, memory.
 - Loihi 2: present only when Intel's ``lava-loihi`` runtime is importable (its Loihi 2 compiler
   ``lava.magma.compiler.subcompilers.nc`` or ``lava.utils.loihi2_profiler``; lava-nc alone ships ``lava.utils.loihi``
-  and is a CPU simulator); there is no public temperature API for Loihi (FACTS.md section 5).
+  and is a CPU simulator); there is no public temperature API for Loihi.
 - SpiNNaker: present only when a spalloc server is configured (``SPALLOC_SERVER`` or ``~/.spalloc``).
 """
 

@@ -1,4 +1,4 @@
-"""ReLU vision transformers built to convert to spikes (issue 10), and a softmax/LayerNorm baseline of the same size.
+"""ReLU vision transformers built to convert to spikes, and a softmax/LayerNorm baseline of the same size.
 
 A transformer converts to an equivalent spiking network only where each nonlinearity has a spiking counterpart. The
 convertible block (``block="relu"``) therefore makes these choices (their cost in ANN accuracy is measured in
@@ -34,7 +34,8 @@ Two spiking twins (``neuron``):
 ``spiking=True`` builds the spiking twin of the same configuration: every QCFS becomes a ``QuantIF`` neuron, every
 BatchNorm is gone (folded by ``spikeformer.convert``), and the input is repeated ``timesteps`` times (direct
 encoding). Its weights come from ``spikeformer.convert.SpikeformerConverter``; a saved twin is rebuilt from its
-manifest like any other model.
+manifest like any other model. The activation and the neurons are modules of ``spikeformer.nn`` (``quant.QCFS``,
+``neuron.QuantIF``, ``neuron.STBIF``); the accepted ``neuron`` kinds come from ``spikeformer.nn.NEURON_REGISTRY``.
 
 ``block="softmax"`` is the standard pre-LayerNorm ViT block (LayerNorm, softmax attention, GELU MLP) of the same
 width and depth, used only to measure what the convertible choices cost; it cannot be converted.
@@ -43,6 +44,8 @@ width and depth, used only to measure what the convertible choices cost; it cann
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,14 +55,12 @@ from torch import nn
 from spikeformer.functional.attention import merge_heads, split_heads
 from spikeformer.models._base import ResidualBlock, SpikingVisionModel, image_size, transformer_checks
 from spikeformer.models._registry import register_model
+from spikeformer.nn import neuron as neurons
+from spikeformer.nn import quant
 from spikeformer.nn.layers import LinearBN
-from spikeformer.nn.neuron import IF
 from spikeformer.nn.surrogate import SURROGATE_MODULES, make_surrogate
 
 __all__ = [
-    "QCFS",
-    "QuantIF",
-    "STBIF",
     "NEURON_KINDS",
     "cumulative_matmul",
     "ReLUViT",
@@ -69,7 +70,23 @@ __all__ = [
 ]
 
 BLOCKS = ("relu", "softmax")
-NEURON_KINDS = ("if", "st-bif")
+# The neurons of the spiking twin, from the one registry of neuron kinds: ("if", "st-bif").
+NEURON_KINDS = neurons.CONVERTED_NEURONS
+
+# Names that moved to ``spikeformer.nn`` (the activation and the neurons of converted networks), still importable
+# from here for one release, with a DeprecationWarning.
+_MOVED = {"QCFS": "spikeformer.nn.quant", "QuantIF": "spikeformer.nn.neuron", "STBIF": "spikeformer.nn.neuron"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"spikeformer.models.vit_relu.{name} moved to {_MOVED[name]}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def expectation_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -121,7 +138,7 @@ def cumulative_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _prefix_sum(x: torch.Tensor) -> torch.Tensor:
-    """``x.cumsum(0)``; at inference a loop of in-place additions over T (about 5x faster than ``cumsum`` over the
+    """``x.cumsum(0)``; at inference a loop of in-place additions over T (faster than ``cumsum`` over the
     leading axis on the CPU, same float32 additions in the same order)."""
     if isinstance(x, torch.fx.Proxy) or (torch.is_grad_enabled() and x.requires_grad):
         return x.cumsum(0)
@@ -130,148 +147,6 @@ def _prefix_sum(x: torch.Tensor) -> torch.Tensor:
     for i in range(1, x.shape[0]):
         torch.add(out[i - 1], x[i], out=out[i])
     return out
-
-
-class _QCFSFunction(torch.autograd.Function):
-    """QCFS forward; backward with the straight-through estimator for the floor (Bu et al., ICLR 2022):
-    ``dy/dx = 1[0 < x < lambda]``, ``dy/dlambda = floor(u) / L - (x / lambda) 1[0 < x < lambda]``,
-    ``u = clip(x / lambda, 0, 1) L + 1/2``. One node instead of five keeps training memory and time down."""
-
-    @staticmethod
-    def forward(ctx, x, lam, levels):  # type: ignore[override]
-        q = torch.floor(torch.clamp(x / lam, 0.0, 1.0) * levels + 0.5)
-        ctx.save_for_backward(x, lam, q)
-        ctx.levels = levels
-        return q * (lam / levels)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        x, lam, q = ctx.saved_tensors
-        inside = (x > 0) & (x < lam)
-        grad_x = grad * inside
-        grad_lam = (
-            (grad * (q / ctx.levels - torch.where(inside, x / lam, 0.0))).sum() if ctx.needs_input_grad[1] else None
-        )
-        return grad_x, grad_lam, None
-
-
-class QCFS(nn.Module):
-    """Quantization-clip-floor-shift activation (Bu et al., ICLR 2022) with a trainable threshold ``lambda``.
-
-    ``y = lambda / L * clip(floor(x L / lambda + 1/2), 0, L)``: ``L + 1`` levels from 0 to ``lambda``. The floor
-    passes gradients straight through; ``lambda`` learns from both ends of the clip.
-
-    Args:
-        levels: ``L``, the number of quantization steps.
-        threshold: initial ``lambda`` (the inputs are BatchNorm outputs or residual sums of order 1).
-    """
-
-    def __init__(self, levels: int = 8, threshold: float = 4.0) -> None:
-        super().__init__()
-        if levels < 1:
-            raise ValueError(f"QCFS levels must be >= 1, got {levels}")
-        self.levels = int(levels)
-        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _QCFSFunction.apply(x, self.threshold.clamp(min=1e-3), self.levels)
-
-    def extra_repr(self) -> str:
-        return f"levels={self.levels}, threshold={float(self.threshold):.4g}"
-
-
-class QuantIF(IF):
-    """Integrate-and-fire neuron of a converted network: threshold ``lambda`` (a buffer, saved with the weights),
-    reset by subtraction, initial membrane ``lambda / 2`` (the QCFS shift; Bu et al., ICLR 2022).
-
-    Emits binary spikes; the spike's value ``lambda`` is folded into the weights of the layer that reads it. After
-    ``t`` steps of a constant input ``x`` it has emitted ``floor(t x / lambda + 1/2)`` spikes (clipped to ``[0, t]``),
-    so its rate is QCFS with ``L = t`` levels.
-
-    Args:
-        threshold: ``lambda`` (> 0).
-        surrogate: surrogate gradient for hybrid fine-tuning (default sigmoid, alpha 4).
-        backend: multi-step backend (``torch`` or ``fused``).
-    """
-
-    def __init__(self, threshold: float = 1.0, surrogate: nn.Module | None = None, backend: str = "torch") -> None:
-        super().__init__(v_threshold=1.0, v_reset=None, detach_reset=True, surrogate=surrogate, backend=backend)
-        self.register_buffer("threshold", torch.tensor(float(threshold)))
-
-    @property
-    def v_threshold(self) -> float:  # type: ignore[override]
-        buf = self.__dict__.get("_buffers", {}).get("threshold")
-        return float(buf) if buf is not None else self.__dict__["_init_threshold"]
-
-    @v_threshold.setter
-    def v_threshold(self, value: float) -> None:
-        buf = self.__dict__.get("_buffers", {}).get("threshold")
-        if buf is None:
-            self.__dict__["_init_threshold"] = float(value)
-        else:
-            if not value > 0:
-                raise ValueError(f"QuantIF threshold must be > 0, got {value}")
-            buf.fill_(float(value))
-
-    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape[1:] if self.step_mode == "m" else x.shape
-        return torch.full(shape, 0.5 * self.v_threshold, dtype=x.dtype, device=x.device)
-
-
-class STBIF(QuantIF):
-    """Signed integrate-and-fire neuron with a spike tracer (ST-BIF, SpikeZIP-TF, You et al., ICML 2024).
-
-    Threshold ``theta`` (the spike value, ``lambda / L`` of the QCFS it replaces), initial membrane ``theta / 2``,
-    reset by subtraction, and a spike count ``n`` kept in ``[0, L]``. At each step, after adding the input:
-
-    - ``v >= theta`` and ``n < L``: spike +1, ``v -= theta``, ``n += 1``;
-    - ``v < 0`` and ``n > 0``: spike -1, ``v += theta``, ``n -= 1`` (undoes an earlier over-firing);
-    - otherwise no spike.
-
-    ``v = theta / 2 + X - theta n`` for the accumulated input ``X``, so the neuron is at rest exactly when
-    ``n = clip(floor(X / theta + 1/2), 0, L)``, the QCFS level of ``X``, and it moves one level per step towards it:
-    its cumulative output ``theta n`` equals ``QCFS(X)`` at most ``L`` steps after its input stops changing.
-    Spikes are in ``{-1, 0, 1}``; their value ``theta`` is folded into the weights of the reading layer. Inference only
-    (no surrogate gradient; ``backend`` is accepted and ignored).
-
-    Args:
-        threshold: ``theta`` (> 0).
-        levels: ``L``, the largest spike count (the QCFS levels).
-    """
-
-    def __init__(
-        self, threshold: float = 1.0, levels: int = 8, surrogate: nn.Module | None = None, backend: str = "torch"
-    ) -> None:
-        super().__init__(threshold, surrogate=surrogate, backend=backend)
-        if levels < 1:
-            raise ValueError(f"STBIF levels must be >= 1, got {levels}")
-        self.levels = int(levels)
-        self.register_state("count", None)
-
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = ...):  # type: ignore[override]
-        """``forward(x) -> spikes`` in ``{-1, 0, 1}``; the membrane and the count are kept inside the module."""
-        if state is not ...:
-            raise ValueError("STBIF keeps its state (membrane and spike count) inside the module; call neuron(x)")
-        seq = x if self.step_mode == "m" else x.unsqueeze(0)
-        theta = self.threshold.to(seq.dtype)
-        v = (
-            self.v
-            if self.v is not None
-            else torch.full(seq.shape[1:], 0.5 * float(theta), dtype=seq.dtype, device=seq.device)
-        )
-        n = self.count if self.count is not None else torch.zeros_like(v)
-        out = torch.empty_like(seq)
-        for t in range(seq.shape[0]):
-            v = v + seq[t]
-            s = ((v >= theta) & (n < self.levels)).to(seq.dtype) - ((v < 0) & (n > 0)).to(seq.dtype)
-            v = v - s * theta
-            n = n + s
-            out[t] = s
-        self.v, self.count = v, n
-        return out if self.step_mode == "m" else out[0]
-
-    def extra_repr(self) -> str:
-        return f"threshold={self.v_threshold:.4g}, levels={self.levels}, step_mode={self.step_mode!r}"
 
 
 @dataclass
@@ -576,12 +451,12 @@ class ReLUViT(SpikingVisionModel):
         if c.block != "relu":
             return nn.GELU()
         if c.spiking and c.neuron == "st-bif":
-            return STBIF(c.init_threshold, c.levels)
+            return neurons.STBIF(c.init_threshold, c.levels)
         if c.spiking:
-            return QuantIF(
+            return neurons.QuantIF(
                 c.init_threshold, surrogate=make_surrogate(c.surrogate, c.surrogate_alpha), backend=c.backend
             )
-        return QCFS(c.levels, c.init_threshold)
+        return quant.QCFS(c.levels, c.init_threshold)
 
     @property
     def spiking(self) -> bool:

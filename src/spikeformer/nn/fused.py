@@ -2,7 +2,7 @@
 
 In training on CUDA a ``ConvBN2d`` or ``LinearBN`` whose BatchNorm normalises with batch statistics, followed by a
 LIF or IF neuron on the ``fused`` backend that starts from rest, runs its BatchNorm and the neuron as the fused kernels
-of ``spikeformer.functional.triton_bn_lif`` (statistics, then normalise-and-fire in one pass; backward likewise).
+of ``spikeformer.kernels.triton_bn_lif`` (statistics, then normalise-and-fire in one pass; backward likewise).
 A convolution whose input is repeated over the time steps (direct encoding: the first layer) runs once on one copy
 (its BatchNorm statistics, spikes and gradients are those of the ``T`` copies). Everywhere else this is exactly
 ``neuron(layer(x))``. The neuron's final membrane is kept as its state either way
@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikeformer.functional import triton_bn_lif
 from spikeformer.functional.attention import split_heads
 from spikeformer.functional.fused import lif_coefficients
+from spikeformer.kernels import triton_bn_lif
 from spikeformer.nn.layers import ConvBN2d, LinearBN, batch_statistics, count_batch, fold_time, unfold_time
 from spikeformer.nn.neuron import IF, LIF, BaseNeuron
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikeformer.functional import triton_bn_lif
 from spikeformer.functional.linear import Linear
+from spikeformer.kernels import triton_bn_lif
 
 __all__ = ["SeqToANN", "ConvBN2d", "LinearBN", "fold_time", "unfold_time", "batch_statistics", "count_batch"]
 
@@ -28,7 +28,7 @@ def unfold_time(x: torch.Tensor, timesteps: int) -> torch.Tensor:
 def batch_statistics(bn: nn.Module) -> bool:
     """``bn`` is a plain ``BatchNorm1d``/``BatchNorm2d`` that normalises with the statistics of its batch (training
     mode, or no running statistics) with a fixed momentum: what the fused kernels of
-    ``spikeformer.functional.triton_bn_lif`` compute."""
+    ``spikeformer.kernels.triton_bn_lif`` compute."""
     return (
         isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d)
         and (bn.training or not bn.track_running_stats)

@@ -6,12 +6,18 @@ Each module holds its hyper-parameters and its membrane state ``v``. Two ways to
 
 In multi-step mode (``step_mode="m"``, the default) ``x`` is ``[T, B, ...]``; in single-step mode ``[B, ...]``.
 Backends are named strings; ``"torch"`` is the plain-torch reference every fast path is tested against.
+
+``LIF``, ``IF`` and ``PLIF`` are the neurons of directly trained models; ``QuantIF`` and ``STBIF`` those of networks
+converted from an ANN (the spiking counterparts of ``spikeformer.nn.quant.QCFS``; ``STBIF`` keeps its state inside
+the module only). ``NEURON_REGISTRY`` names every kind once; the lists each context accepts (``NEURONS`` for trained
+models, ``CONVERTED_NEURONS`` for converted ones) are derived from it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,9 +27,23 @@ from spikeformer.functional.neuron import fire_and_reset, if_charge, lif_charge
 from spikeformer.nn.base import StatefulModule
 from spikeformer.nn.surrogate import Sigmoid, Surrogate
 
-__all__ = ["BaseNeuron", "LIF", "IF", "PLIF", "NEURONS", "make_neuron", "NEURON_BACKENDS", "set_backend"]
+__all__ = [
+    "BaseNeuron",
+    "LIF",
+    "IF",
+    "PLIF",
+    "QuantIF",
+    "STBIF",
+    "NeuronKind",
+    "NEURON_REGISTRY",
+    "NEURONS",
+    "CONVERTED_NEURONS",
+    "make_neuron",
+    "NEURON_BACKENDS",
+    "set_backend",
+]
 
-# name -> function(neuron, x_seq [T, ...], v [...]) -> (spikes [T, ...], v_T); later issues add fused kernels here.
+# name -> function(neuron, x_seq [T, ...], v [...]) -> (spikes [T, ...], v_T); the fused kernels register here too.
 NEURON_BACKENDS: dict[str, Callable] = {}
 
 
@@ -208,7 +228,135 @@ class PLIF(BaseNeuron):
         return f"tau={self.tau:.4f}, decay_input={self.decay_input}, " + super().extra_repr()
 
 
-NEURONS: dict[str, type[BaseNeuron]] = {"lif": LIF, "if": IF, "plif": PLIF}
+class QuantIF(IF):
+    """Integrate-and-fire neuron of a converted network: threshold ``lambda`` (a buffer, saved with the weights),
+    reset by subtraction, initial membrane ``lambda / 2`` (the QCFS shift; Bu et al., ICLR 2022).
+
+    Emits binary spikes; the spike's value ``lambda`` is folded into the weights of the layer that reads it. After
+    ``t`` steps of a constant input ``x`` it has emitted ``floor(t x / lambda + 1/2)`` spikes (clipped to ``[0, t]``),
+    so its rate is QCFS with ``L = t`` levels.
+
+    Args:
+        threshold: ``lambda`` (> 0).
+        surrogate: surrogate gradient for hybrid fine-tuning (default sigmoid, alpha 4).
+        backend: multi-step backend (``torch`` or ``fused``).
+    """
+
+    def __init__(self, threshold: float = 1.0, surrogate: nn.Module | None = None, backend: str = "torch") -> None:
+        super().__init__(v_threshold=1.0, v_reset=None, detach_reset=True, surrogate=surrogate, backend=backend)
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+
+    @property
+    def v_threshold(self) -> float:  # type: ignore[override]
+        buf = self.__dict__.get("_buffers", {}).get("threshold")
+        return float(buf) if buf is not None else self.__dict__["_init_threshold"]
+
+    @v_threshold.setter
+    def v_threshold(self, value: float) -> None:
+        buf = self.__dict__.get("_buffers", {}).get("threshold")
+        if buf is None:
+            self.__dict__["_init_threshold"] = float(value)
+        else:
+            if not value > 0:
+                raise ValueError(f"QuantIF threshold must be > 0, got {value}")
+            buf.fill_(float(value))
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[1:] if self.step_mode == "m" else x.shape
+        return torch.full(shape, 0.5 * self.v_threshold, dtype=x.dtype, device=x.device)
+
+
+class STBIF(QuantIF):
+    """Signed integrate-and-fire neuron with a spike tracer (ST-BIF, SpikeZIP-TF, You et al., ICML 2024).
+
+    Threshold ``theta`` (the spike value, ``lambda / L`` of the QCFS it replaces), initial membrane ``theta / 2``,
+    reset by subtraction, and a spike count ``n`` kept in ``[0, L]``. At each step, after adding the input:
+
+    - ``v >= theta`` and ``n < L``: spike +1, ``v -= theta``, ``n += 1``;
+    - ``v < 0`` and ``n > 0``: spike -1, ``v += theta``, ``n -= 1`` (undoes an earlier over-firing);
+    - otherwise no spike.
+
+    ``v = theta / 2 + X - theta n`` for the accumulated input ``X``, so the neuron is at rest exactly when
+    ``n = clip(floor(X / theta + 1/2), 0, L)``, the QCFS level of ``X``, and it moves one level per step towards it:
+    its cumulative output ``theta n`` equals ``QCFS(X)`` at most ``L`` steps after its input stops changing.
+    Spikes are in ``{-1, 0, 1}``; their value ``theta`` is folded into the weights of the reading layer. Inference only
+    (no surrogate gradient; ``backend`` is accepted and ignored).
+
+    Args:
+        threshold: ``theta`` (> 0).
+        levels: ``L``, the largest spike count (the QCFS levels).
+    """
+
+    def __init__(
+        self, threshold: float = 1.0, levels: int = 8, surrogate: nn.Module | None = None, backend: str = "torch"
+    ) -> None:
+        super().__init__(threshold, surrogate=surrogate, backend=backend)
+        if levels < 1:
+            raise ValueError(f"STBIF levels must be >= 1, got {levels}")
+        self.levels = int(levels)
+        self.register_state("count", None)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = ...):  # type: ignore[override]
+        """``forward(x) -> spikes`` in ``{-1, 0, 1}``; the membrane and the count are kept inside the module."""
+        if state is not ...:
+            raise ValueError("STBIF keeps its state (membrane and spike count) inside the module; call neuron(x)")
+        seq = x if self.step_mode == "m" else x.unsqueeze(0)
+        theta = self.threshold.to(seq.dtype)
+        v = (
+            self.v
+            if self.v is not None
+            else torch.full(seq.shape[1:], 0.5 * float(theta), dtype=seq.dtype, device=seq.device)
+        )
+        n = self.count if self.count is not None else torch.zeros_like(v)
+        out = torch.empty_like(seq)
+        for t in range(seq.shape[0]):
+            v = v + seq[t]
+            s = ((v >= theta) & (n < self.levels)).to(seq.dtype) - ((v < 0) & (n > 0)).to(seq.dtype)
+            v = v - s * theta
+            n = n + s
+            out[t] = s
+        self.v, self.count = v, n
+        return out if self.step_mode == "m" else out[0]
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.v_threshold:.4g}, levels={self.levels}, step_mode={self.step_mode!r}"
+
+
+@dataclass(frozen=True)
+class NeuronKind:
+    """One kind of neuron, by the name configurations use (``neuron="lif"``, ``neuron="st-bif"`` ...).
+
+    A kind can be built in two contexts: a directly trained spiking model (``make_neuron``, the ``neuron`` field of
+    the Spikformer-family configurations) and the spiking twin of a converted ReLU ViT (``ReLUViTConfig.neuron``,
+    ``SpikeformerConverter(neuron=...)``), where it also fixes how values are coded in time.
+
+    Attributes:
+        name: the registry key.
+        trained: the module a directly trained model builds, or ``None`` if the kind only exists in converted twins.
+        converted: the module a converted twin builds, or ``None`` if conversion does not produce this kind.
+        coding: the converted twin's coding: ``"rate"`` (input every step, outputs averaged) or ``"accumulation"``
+            (input once, outputs summed); ``None`` when ``converted`` is.
+    """
+
+    name: str
+    trained: type[BaseNeuron] | None = None
+    converted: type[BaseNeuron] | None = None
+    coding: str | None = None
+
+
+NEURON_REGISTRY: dict[str, NeuronKind] = {
+    kind.name: kind
+    for kind in (
+        NeuronKind("lif", trained=LIF),
+        NeuronKind("if", trained=IF, converted=QuantIF, coding="rate"),
+        NeuronKind("plif", trained=PLIF),
+        NeuronKind("st-bif", converted=STBIF, coding="accumulation"),
+    )
+}
+# The kinds a directly trained model accepts, name -> module (``make_neuron``).
+NEURONS: dict[str, type[BaseNeuron]] = {n: k.trained for n, k in NEURON_REGISTRY.items() if k.trained is not None}
+# The kinds a converted ReLU ViT accepts, in registry order: ("if", "st-bif").
+CONVERTED_NEURONS: tuple[str, ...] = tuple(n for n, k in NEURON_REGISTRY.items() if k.converted is not None)
 
 
 def make_neuron(kind: str = "lif", tau: float = 2.0, **kwargs) -> BaseNeuron:

@@ -5,8 +5,8 @@ Everything that speaks of severities takes it from here or is tested against it:
 incident logic (acknowledgement and update targets) and the runbook's table (`docs/runbooks/incident-response.md`,
 checked against `render_markdown_table()`).
 
-Definitions, response times and examples are those of the runbook the project grew from
-(`shared/seed/incident-response-runbook.md`). Update intervals: that runbook promises an update "every 30 minutes"
+Definitions, response times and examples are those of the organisation's incident-response runbook, which
+`docs/runbooks/incident-response.md` adapts. Update intervals: that runbook promises an update "every 30 minutes"
 in its initial incident report, which is right for the incidents that page (SEV-1, SEV-2). For SEV-3 and SEV-4 an
 update every 30 minutes would be noise, and an interval shorter than the response target would make an incident's
 update fall due before its acknowledgement does; so a SEV-3 incident is updated once per response window (4 h) and a

@@ -4,7 +4,7 @@ A spiking layer's input is mostly zeros (spikes, or small sums of spikes on resi
 ``EventConv2d`` replace ``nn.Linear`` and 3x3/stride-1/padding-1 ``nn.Conv2d`` in the ``Runner``'s copy of a model.
 Each call measures the input's density (non-zero fraction) and takes
 
-- the event path (``spikeformer.functional.kernels``: only non-zero inputs touch the weights) below the layer's
+- the event path (``spikeformer.kernels.cpu``: only non-zero inputs touch the weights) below the layer's
   crossover density, and
 - the dense path (the ordinary oneDNN/MKL product) above it.
 
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeformer.functional import kernels
 from spikeformer.functional.linear import linear
+from spikeformer.kernels import cpu as kernels
 
 __all__ = ["EventLinear", "EventConv2d", "to_event_driven", "event_layers"]
 

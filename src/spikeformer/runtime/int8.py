@@ -3,8 +3,8 @@
 A spiking layer's input is a spike (0/1) or a small sum of spikes: an exact int8 value. With the weights quantized
 per output channel (``w ~ scale_o * q``, ``q`` int8, symmetric, ``scale_o = max|w_o| / 127``) the product runs as one
 int8 x int8 -> int32 matrix product (``torch._int_mm``: oneDNN/VNNI on x86), exact in its accumulation; the only
-error is the weights' rounding (at most ``scale_o / 2`` per weight). On our 2-core AMD EPYC (AVX-512 VNNI) a
-[2048 x 384] x [384 x 1536] product takes about 10x less time than in float32.
+error is the weights' rounding (at most ``scale_o / 2`` per weight). On CPUs with AVX-512 VNNI such a product is
+several times faster than the float32 one (figures: ``docs/runtime.md``).
 
 ``Int8Linear`` and ``Int8Conv2d`` check every input: when it is not integer-valued in [-128, 127] (an image into
 the first convolution, a membrane-valued input) they run the float32 product instead, so nothing is ever wrong, only
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeformer.functional import kernels
 from spikeformer.functional.linear import linear
+from spikeformer.kernels import cpu as kernels
 from spikeformer.models.spikformer import SpikingSelfAttention
 from spikeformer.nn.fused import bn_neuron
 
@@ -163,9 +163,9 @@ class Int8Conv2d(_Int8Layer):
         self.pool: tuple[int, int, int] | None = None  # (k, stride, padding): max-pooling of the output, fused
         # int32 accumulators out, channels-last (``fuse_dequantize_into_neurons``): the neuron scales them as it reads
         self.raw_out = False
-        # oneDNN's direct int8 convolution (no im2col rows in memory) for non-negative int8 inputs: about 1.3-3x faster
-        # than im2col + product here, float32 out (same rounding as ``dequantize``: tested equal). Its weights are
-        # packed per input shape (the kernel is chosen for the shape), the latest ``PACKED_SHAPES`` kept.
+        # oneDNN's direct int8 convolution (no im2col rows in memory) for non-negative int8 inputs: faster than
+        # im2col + product (docs/runtime.md), float32 out (same rounding as ``dequantize``: tested equal). Its weights
+        # are packed per input shape (the kernel is chosen for the shape), the latest ``PACKED_SHAPES`` kept.
         self.use_onednn = terms == 1 and onednn_conv_available()
         self._packed: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
         self._packed_lock = threading.Lock()

@@ -1,12 +1,12 @@
 """Max-pooling: identical results to ``nn.MaxPool2d``, faster (CPU inference; CUDA inference and training).
 
-On our 2-core CPU PyTorch's NCHW max-pool 3x3/2 of a [4, 192, 32, 32] spike map takes about 3.3 ms (in training, with
-its int64 indices in bf16, 15 ms for [32, 192, 32, 32]). ``FastMaxPool2d`` runs the compiled kernels
-(``spikeformer.functional.kernels``, one plane per task) when they are available: float32 inference without indices,
+PyTorch's NCHW CPU max-pool is slow for spike maps, and in training it also writes int64 argmax indices (timings:
+``docs/runtime.md``). ``FastMaxPool2d`` runs the compiled kernels
+(``spikeformer.kernels.cpu``, one plane per task) when they are available: float32 inference without indices,
 training (float32 or bf16) with a one-byte winning tap per output and the same gradient as ``nn.MaxPool2d``; else two
-separable strided-maximum passes (a k x k max is the max over rows of the max over columns: 0.9 ms; inference only, as
+separable strided-maximum passes (a k x k max is the max over rows of the max over columns; inference only, as
 their gradient splits ties).
-On CUDA, channels-last inputs go through the Triton kernels of ``spikeformer.functional.triton_pool`` (no int64
+On CUDA, channels-last inputs go through the Triton kernels of ``spikeformer.kernels.triton_pool`` (no int64
 argmax indices; differentiable, so training on a GPU uses them too). NaN inputs are not supported (they never occur
 in spiking networks: inputs are spikes or finite sums).
 """
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeformer.functional import kernels, triton_pool
+from spikeformer.kernels import cpu as kernels
+from spikeformer.kernels import triton_pool
 
 __all__ = ["FastMaxPool2d", "to_fast_pooling"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from spikeformer.functional import kernels
+from spikeformer.kernels import cpu as kernels
 from spikeformer.nn.fold import fold_batchnorm, move_conv_bias_into_neurons
 from spikeformer.nn.neuron import BaseNeuron, set_backend
 from spikeformer.runtime.cuda_graphs import GraphedForward
@@ -32,7 +32,7 @@ from spikeformer.runtime.int8 import (
 )
 from spikeformer.runtime.pool import to_fast_pooling
 
-__all__ = ["Runner", "RunStats", "PRECISIONS"]
+__all__ = ["AUTO_MIN_AGREEMENT", "PRECISIONS", "RunStats", "Runner", "select_precision"]
 
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 
@@ -44,7 +44,7 @@ class RunStats:
     spikes: torch.Tensor
 
 
-AUTO_MIN_AGREEMENT = 0.995  # issue 6: a faster precision must agree with float32 on at least 99.5 % of inputs
+AUTO_MIN_AGREEMENT = 0.995  # the auto rule: a faster precision must agree with float32 on at least 99.5 % of inputs
 AUTO_SAMPLES = 256  # without calibration images, ``auto`` measures the rule on the first this many inputs it runs
 # what a runner takes from the runner it rebuilt when ``auto`` switched precision
 _REBUILT = ("precision", "model", "event_driven", "channels_last", "_neurons", "_fused", "_call", "compiled")
@@ -76,8 +76,40 @@ def select_precision(
     return min(ok, key=lambda p: report[p]["seconds"]), report
 
 
+def _on_device(t: torch.Tensor, device: torch.device) -> bool:
+    """Whether ``t.to(device)`` would return ``t`` itself."""
+    if t.device.type != device.type:
+        return False
+    if device.index is None:
+        return device.type != "cuda" or t.device.index == torch.cuda.current_device()
+    return t.device.index == device.index
+
+
+def _private_copy(model: nn.Module, device: torch.device, share: bool) -> nn.Module:
+    """The runner's own copy of ``model``, in eval mode; ``model`` itself is left exactly as it was.
+
+    Args:
+        model: the caller's module.
+        device: where the runner will run.
+        share: keep the caller's parameter and buffer tensors (only the module objects are new), so the runner sees
+            in-place weight updates (an optimizer step, ``load_state_dict``) as running the caller's module did.
+            Honoured only when every tensor is on ``device`` already (moving a shared tensor would move the caller's);
+            the caller passes ``False`` when anything rewrites the tensors. Otherwise: a deep copy, a snapshot of the
+            weights at construction.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    memo = {id(t): t for t in tensors} if share and all(_on_device(t, device) for t in tensors) else {}
+    return copy.deepcopy(model, memo).eval()
+
+
 class Runner:
     """Run a model for inference.
+
+    The caller's model is never modified (its modules, their types, training flags and devices stay as they were):
+    the runner runs its own copy, ``Runner.model``. When nothing rewrites the weights (``optimize=False`` in float32 or
+    bf16, no event-driven layers, no channels-last) and they are on ``device`` already, that copy shares the caller's
+    parameter and buffer tensors, so in-place weight updates reach the runner; otherwise it is a deep copy taken at
+    construction (build a new runner after changing the weights).
 
     Args:
         model: a spiking model taking ``[B, C, H, W]`` and returning logits ``[B, classes]``.
@@ -92,7 +124,7 @@ class Runner:
         max_batch_size: larger inputs are split into chunks of this size.
         optimize: fold BatchNorm into the weights, run every neuron with the fused multi-step kernel (compiled on
             the CPU) and, on the CPU, max-pool with the compiled kernel (float32 results equal the reference up to
-            rounding); the caller's model is not modified.
+            rounding).
         event_driven: on the CPU in float32, run spike-fed linear and 3x3 conv layers with the event-driven kernels
             of ``spikeformer.runtime.event`` below each layer's measured crossover density. ``None`` (default): when
             ``optimize`` is on and the compiled kernels are available.
@@ -128,11 +160,7 @@ class Runner:
             raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("precision 'int8' is the CPU path; on CUDA use 'bf16' or 'auto'")
-        model = original = model.eval()
-        if optimize:
-            model = fold_batchnorm(model)
-            set_backend(model, "fused")
-            to_fast_pooling(model)
+        original = model  # the caller's module: read, never modified
         self.precision_report: dict | None = None
         self._auto_inputs: list[torch.Tensor] | None = None  # collected for ``auto`` without calibration images
         if precision == "auto" and calibration is not None:
@@ -146,21 +174,28 @@ class Runner:
             )  # fmt: skip
             self._auto_lock = threading.Lock()
         self.precision = precision
+        if event_driven is None:
+            event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
+        on_cuda = self.device.type == "cuda"
+        self.channels_last = bool(optimize and on_cuda if channels_last is None else channels_last)
+        # the runner's own module: folding, int8 and event-driven layers and channels-last rewrite a deep copy
+        rewritten = optimize or precision == "int8" or bool(event_driven) or self.channels_last
+        model = _private_copy(original, self.device, share=not rewritten)
+        if optimize:
+            model = fold_batchnorm(model, inplace=True)
+            set_backend(model, "fused")
+            to_fast_pooling(model)
         if precision == "int8":
-            model = to_int8(model if optimize else copy.deepcopy(model), terms=int8_terms)
+            model = to_int8(model, terms=int8_terms)
             int8_spiking_neurons(model)  # spikes that only int8 products read are written as int8
             fuse_pooling_into_int8_convs(model)  # convolutions max-pool their int32 accumulators before scaling them
             fuse_dequantize_into_neurons(model)  # and neurons read their products' int32 accumulators directly
             fuse_spiking_attention(model)  # Spikformer's attention: one Q/K/V product, one kernel after it
-        if event_driven is None:
-            event_driven = optimize and self.device.type == "cpu" and precision == "fp32" and kernels.available()
         if event_driven:
-            model = to_event_driven(model if optimize else copy.deepcopy(model))  # never the caller's model
+            model = to_event_driven(model)
         self.event_driven = bool(event_driven)
-        on_cuda = self.device.type == "cuda"
-        self.channels_last = bool(optimize and on_cuda if channels_last is None else channels_last)
         if self.channels_last:
-            model = (model if optimize else copy.deepcopy(model)).to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         if optimize and on_cuda:
             move_conv_bias_into_neurons(self.model)  # the neuron kernel adds it while reading the conv output
@@ -252,7 +287,7 @@ class Runner:
 
             def hook(_m: nn.Module, _i: tuple, out: torch.Tensor, counts: torch.Tensor = counts) -> None:
                 # neuron outputs are [T, B, ...] in multi-step mode: sum everything but the batch axis. A float32 sum
-                # of 0/1 spikes is exact below 2**24 per sample and 13x faster than a float64 one on our CPUs.
+                # of 0/1 spikes is exact below 2**24 per sample and much cheaper than a float64 one.
                 flat = out.detach().flatten(2)
                 exact32 = flat.shape[0] * flat.shape[2] < 2**24
                 counts.add_(flat.sum(dim=(0, 2), dtype=torch.float32 if exact32 else torch.float64))

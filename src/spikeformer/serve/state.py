@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from spikeformer.serve.model_repository import ModelRepository
 from spikeformer.serve.records import RecordBuffer
 from spikeformer.serve.services.inference import InferenceService
-from spikeformer.serve.settings import ServiceSettings
 from spikeformer.serve.thermal import ThermalGuard
+from spikeformer.settings import Settings
 from spikeformer.store import Database
 
 __all__ = ["ServiceState"]
@@ -16,13 +17,15 @@ __all__ = ["ServiceState"]
 
 @dataclass
 class ServiceState:
-    settings: ServiceSettings
+    settings: Settings
     db: Database
     repo: ModelRepository
     records: RecordBuffer
     inference: InferenceService
     thermal: ThermalGuard
     started_at: float = 0.0
+    # The status page's database part: (time.monotonic() it expires at, what was read or None when it failed).
+    status_cache: tuple[float, dict[str, Any] | None] | None = None
 
     def apply_thermal_limits(self) -> None:
         """Push the thermal guard's batch size and queue capacity to every batcher."""

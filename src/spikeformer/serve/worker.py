@@ -22,7 +22,7 @@ import torch
 from spikeformer.serve import metrics
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository
 from spikeformer.serve.services.jobs import payload_images
-from spikeformer.serve.settings import ServiceSettings
+from spikeformer.settings import Settings
 from spikeformer.store import Database, JobRepository, StoreError
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -40,7 +40,7 @@ class WorkerOptions:
 
 
 class Worker:
-    def __init__(self, settings: ServiceSettings, options: WorkerOptions | None = None, worker_id: str | None = None):
+    def __init__(self, settings: Settings, options: WorkerOptions | None = None, worker_id: str | None = None):
         self.settings = settings
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

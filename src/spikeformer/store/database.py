@@ -1,13 +1,12 @@
 """Engine, sessions and schema migrations for SQLite (one machine) and PostgreSQL (many machines).
 
-The schema is owned by the Alembic migrations in `migrations/` at the repository root, run programmatically (no
-`alembic.ini` is read at run time). They are found relative to this file, which holds for a clone and an editable
-install; a non-editable install must point `SPIKEFORMER_MIGRATIONS_DIR` at a copy of the folder.
+The schema is owned by the Alembic migrations in `spikeformer/store/migrations/`, shipped inside the package (so an
+installed wheel can migrate) and run programmatically (no `alembic.ini` is read at run time). The setting
+`migrations_dir` (`SPIKEFORMER_MIGRATIONS_DIR`) points at another folder, e.g. a site's own migrations.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -25,13 +24,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from spikeformer.settings import get_settings
 from spikeformer.store.errors import DatabaseUnavailableError, SchemaOutOfDateError, StoreError
 
 __all__ = ["DATABASE_URL_ENV", "Database", "default_database_url", "migrations_dir"]
 
+# Names of the environment variables behind the settings used here (read by `spikeformer.settings`), for messages.
 DATABASE_URL_ENV = "SPIKEFORMER_DATABASE_URL"
 HOME_ENV = "SPIKEFORMER_HOME"
 MIGRATIONS_ENV = "SPIKEFORMER_MIGRATIONS_DIR"
+# The Alembic scripts shipped with the package (package data).
+PACKAGED_MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a writer waits for SQLite's single write lock before failing
 
@@ -58,28 +61,35 @@ _MIGRATION_LOCK_KEY = 0x5F5F_5350_4B46  # arbitrary, fits a bigint
 
 
 def default_database_url() -> str:
-    """The database URL from `SPIKEFORMER_DATABASE_URL`, else a SQLite file under `SPIKEFORMER_HOME` (or `./var`).
+    """The settings' `database_url` (`SPIKEFORMER_DATABASE_URL`), else a SQLite file under `home`
+    (`SPIKEFORMER_HOME`, default `./var`).
 
     The folder of the SQLite file is created.
     """
-    url = os.environ.get(DATABASE_URL_ENV, "").strip()
-    if url:
-        return url
-    home = Path(os.environ.get(HOME_ENV, "").strip() or "var").expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'spikeformer.db'}"
+    settings = get_settings()
+    return settings.database_url or settings.sqlite_url()
 
 
 def migrations_dir() -> Path:
-    """The Alembic script folder: `SPIKEFORMER_MIGRATIONS_DIR` if set, else `migrations/` at the repository root."""
-    override = os.environ.get(MIGRATIONS_ENV, "").strip()
-    folder = Path(override) if override else Path(__file__).resolve().parents[3] / "migrations"
-    if not (folder / "env.py").is_file():
+    """The Alembic script folder: the settings' `migrations_dir` (`SPIKEFORMER_MIGRATIONS_DIR`) if set, else the
+    package's own `spikeformer/store/migrations/`.
+
+    Raises:
+        StoreError: the folder holds no Alembic `env.py`.
+    """
+    override = get_settings().migrations_dir
+    folder = override.expanduser() if override is not None else PACKAGED_MIGRATIONS
+    if (folder / "env.py").is_file():
+        return folder
+    if override is not None:
         raise StoreError(
-            f"Alembic migrations not found in {folder}: run from a clone or an editable install "
-            f"(`pip install -e .`), or set {MIGRATIONS_ENV} to the repository's migrations/ folder."
+            f"Alembic migrations not found in {folder} ({MIGRATIONS_ENV}): point it at a folder holding env.py and "
+            f"versions/, or unset it to use the migrations shipped with the package."
         )
-    return folder
+    raise StoreError(
+        f"Alembic migrations not found in {folder}: this spikeformer installation is incomplete (the package ships "
+        f"them as package data); reinstall it, or set {MIGRATIONS_ENV} to a folder holding env.py and versions/."
+    )
 
 
 def _normalise_url(url: str) -> URL:

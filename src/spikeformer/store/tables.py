@@ -1,6 +1,6 @@
 """The tables, as SQLAlchemy 2.0 declarative classes.
 
-The schema is created only by the Alembic migrations in `migrations/`; these classes describe it for queries, and
+The schema is created only by the Alembic migrations in `store/migrations/`; these classes describe it for queries, and
 `tests/store/test_database.py` checks that the two agree on both backends. Every datetime is aware and in UTC
 (`UTCDateTime`). Status columns are strings guarded by CHECK constraints rather than database enums, so a new
 status is a one-line migration on both backends.

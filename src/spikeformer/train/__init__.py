@@ -1,7 +1,7 @@
 """Training: ``fit(TrainConfig)``, evaluation and resumable state."""
 
 from spikeformer.train.config import TrainConfig
-from spikeformer.train.evaluate import EvalResult, evaluate_model, plot_confusion
+from spikeformer.train.evaluate import EvalResult, evaluate_model, load_evaluation_data, plot_confusion
 from spikeformer.train.trainer import FitResult, fit, plot_curves, prepare_model
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "TrainConfig",
     "evaluate_model",
     "fit",
+    "load_evaluation_data",
     "plot_confusion",
     "plot_curves",
     "prepare_model",

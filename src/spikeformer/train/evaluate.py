@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from spikeformer.data import ArrayDataset, Preprocess, iterate_batches
+from spikeformer.data import ArrayDataset, Preprocess, iterate_batches, load_dataset
 from spikeformer.runtime import Runner
 
-__all__ = ["EvalResult", "evaluate_model", "plot_confusion"]
+__all__ = ["EvalResult", "evaluate_model", "load_evaluation_data", "plot_confusion"]
 
 
 @dataclass
@@ -114,3 +114,33 @@ def plot_confusion(result: EvalResult, classes: list[str] | tuple[str, ...], pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def load_evaluation_data(
+    dataset: str,
+    split: str = "test",
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    input_shape: tuple[int, ...] | list[int] | None = None,
+) -> ArrayDataset:
+    """The images a model is evaluated on: a split of a data set, optionally its first ``limit`` images.
+
+    Args:
+        dataset: fashion-mnist, digits or folder:PATH.
+        split: test, train, or all (every image of a folder data set).
+        data_root: Where the data set's files are.
+        limit: Keep the first N images only.
+        input_shape: The model's input ``(C, H, W)``; the images must have it.
+
+    Raises:
+        ValueError: The images do not have ``input_shape``.
+        spikeformer.data.DatasetNotFoundError: The data set's files are missing.
+    """
+    data = load_dataset(dataset, None if split == "all" else split, data_root)
+    if limit is not None:
+        data = data.subset(range(min(limit, len(data))))
+    if input_shape is not None and tuple(data.image_shape) != tuple(input_shape):
+        raise ValueError(
+            f"the data set's images are {list(data.image_shape)} (C, H, W) but the model takes {list(input_shape)}"
+        )
+    return data

@@ -1,8 +1,8 @@
 """``GraphedStep``: a whole training step (forward, loss, backward, clipping, optimizer) replayed as one CUDA graph.
 
 A Spikformer training step launches about a thousand kernels; at batch 128 on a current GPU the host cannot launch them
-as fast as the device runs them (measured on an H200: 54 ms of host time per step for 20 ms of kernels,
-docs/benchmarks.md). Capturing the step once and replaying it removes the launch cost.
+as fast as the device runs them (the host time per step exceeds the kernel time; docs/benchmarks.md). Capturing the
+step once and replaying it removes the launch cost.
 
 ``step_fn(x, y) -> tuple of tensors`` must do everything a step does, starting with
 ``optimizer.zero_grad(set_to_none=True)``, and nothing that waits for the host (no ``.item()``, no data-dependent

@@ -38,7 +38,7 @@ from spikeformer.data import (
     random_crop,
     random_horizontal_flip,
 )
-from spikeformer.functional import kernels
+from spikeformer.kernels import cpu as kernels
 from spikeformer.models import create_model
 from spikeformer.nn.neuron import set_backend
 from spikeformer.runtime.pool import to_fast_pooling

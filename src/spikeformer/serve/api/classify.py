@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import warnings
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from spikeformer.serve.api import deps
 from spikeformer.serve.api.deps import InferKey, State
-from spikeformer.serve.errors import bad_request, too_large
+
+__all__ = ["router"]
 
 router = APIRouter(tags=["Classification"])
 
@@ -20,20 +23,28 @@ async def classify(
     model: Annotated[str | None, Form()] = None,
     version: Annotated[str | None, Form()] = None,
 ) -> dict:
-    data = await read_upload(state, file)
-    return await state.inference.classify(default_model(state, model), version, data)
+    data = await deps.read_upload(state, file)
+    return await state.inference.classify(state.inference.default_model(model), version, data)
 
 
-async def read_upload(state, file: UploadFile) -> bytes:
-    """The uploaded image's bytes, within the body limit and not empty (else 413 / 400)."""
-    data = await file.read(state.settings.max_body_bytes + 1)
-    if len(data) > state.settings.max_body_bytes:
-        raise too_large(f"the image is larger than {state.settings.max_body_bytes} bytes")
-    if not data:
-        raise bad_request("the uploaded file is empty; send a PNG or JPEG image in the multipart field 'file'")
-    return data
+def _default_model(state: Any, model: str | None) -> str:
+    return state.inference.default_model(model)
 
 
-def default_model(state, model: str | None) -> str:
-    """The named model, else the configured default, else the first model in the repository."""
-    return model or state.settings.default_model or (state.repo.model_names() or [""])[0]
+_MOVED = {
+    "read_upload": "spikeformer.serve.api.deps.read_upload",
+    "default_model": "spikeformer.serve.services.inference.InferenceService.default_model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The upload helpers once defined here, with a DeprecationWarning (``default_model(state, model)`` forwards to
+    ``state.inference.default_model(model)``)."""
+    if name in _MOVED:
+        warnings.warn(
+            f"spikeformer.serve.api.classify.{name} moved to {_MOVED[name]}; use it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return deps.read_upload if name == "read_upload" else _default_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,14 +4,16 @@ Reading needs no key, but only a key with scope ``alerts`` (or ``admin``) sees `
 without one the timeline holds the ``public`` entries only (what a status page may show). Every change needs an
 ``admin`` key; the webhook needs ``alerts`` (or ``admin``), sent by Alertmanager as ``http_config.authorization``.
 The logic is ``spikeformer.ops.incidents.IncidentService``; the routes validate, call it off the event loop, and
-refresh the incident gauges of ``/metrics``.
+refresh the incident gauges of ``/metrics`` (``spikeformer.serve.services.incident_watcher``, which also keeps them
+current in the background). An incident error is answered with its own ``http_status`` (400, 404 or 409) and
+``{"error": message}``; a database that is down with 503.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import warnings
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -19,26 +21,19 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from spikeformer.ops.incidents import (
-    IncidentConflictError,
-    IncidentError,
-    IncidentInputError,
-    IncidentNotFoundError,
-    IncidentService,
-)
+from spikeformer.ops.incidents import IncidentError, IncidentService
 from spikeformer.ops.severity import SEVERITIES, render_markdown_table
-from spikeformer.serve import metrics
 from spikeformer.serve.api.deps import AdminKey, AlertsKey, State, require_scope
-from spikeformer.serve.errors import ServiceError, bad_request, not_found, unavailable
+from spikeformer.serve.errors import ServiceError, bad_request
+from spikeformer.serve.services import incident_watcher
+from spikeformer.serve.services.store_calls import run_store
 from spikeformer.serve.state import ServiceState
 from spikeformer.store import StoreError
 
-__all__ = ["INCIDENT_METRICS_INTERVAL_S", "router", "update_incident_metrics", "watch_incidents"]
+__all__ = ["router"]
 
-log = logging.getLogger("spikeformer.serve.incidents")
 router = APIRouter(tags=["Incidents"])
 
-INCIDENT_METRICS_INTERVAL_S = 15.0  # how often the overdue gauges are recomputed while nothing changes
 MessageKind = Literal["initial", "update", "resolution"]
 Text = Annotated[str, Field(max_length=20_000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -47,53 +42,56 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
-def update_incident_metrics(state: ServiceState) -> None:
-    """Set ``spikeformer_incidents_open``, ``..._ack_overdue`` and ``..._update_overdue`` per SEV from the database."""
-    counts = IncidentService(state.db).severity_metrics()
-    for sev, row in counts.items():
-        metrics.INCIDENTS_OPEN.labels(sev).set(row["open"])
-        metrics.INCIDENT_ACK_OVERDUE.labels(sev).set(row["ack_overdue"])
-        metrics.INCIDENT_UPDATE_OVERDUE.labels(sev).set(row["update_overdue"])
+# The error kinds of ``ServiceError`` by the status an incident error carries (400 for any other).
+_ERROR_KINDS = {404: "not_found", 409: "conflict"}
+# Names that moved to ``spikeformer.serve.services.incident_watcher``; importing them from here warns.
+_MOVED = ("INCIDENT_METRICS_INTERVAL_S", "update_incident_metrics", "watch_incidents")
 
 
-async def watch_incidents(state: ServiceState, interval_s: float = INCIDENT_METRICS_INTERVAL_S) -> None:
-    """Background task: recompute the incident gauges every ``interval_s`` (targets lapse without any change)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await loop.run_in_executor(None, update_incident_metrics, state)
-        except StoreError as e:
-            log.debug("incident metrics not updated: %s", e)  # the record writer reports database outages
-        except Exception:  # noqa: BLE001 - a background task must keep running
-            log.exception("incident metrics not updated")
-        await asyncio.sleep(interval_s)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"spikeformer.serve.api.incidents.{name} moved to spikeformer.serve.services.incident_watcher; "
+            "import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(incident_watcher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-async def _call(state: ServiceState, fn: Callable[..., Any], *args: Any, refresh: bool = True, **kwargs: Any) -> Any:
-    """Run an incident operation off the event loop and turn its errors into HTTP answers."""
-    loop = asyncio.get_running_loop()
+def _http_error(err: IncidentError) -> ServiceError:
+    """The one mapping of incident errors to HTTP answers: the error's own status, its message as the body."""
+    return ServiceError(err.http_status, str(err), kind=_ERROR_KINDS.get(err.http_status, "bad_request"))
+
+
+async def _call(
+    state: ServiceState, what: str, fn: Callable[..., Any], *args: Any, refresh: bool = True, **kwargs: Any
+) -> Any:
+    """Run an incident operation off the event loop (``run_store``) and turn its errors into HTTP answers.
+
+    Args:
+        state: the service state.
+        what: what the call does, for the 503 answer when the database is down (``"open the incident"``).
+        fn: the operation (an ``IncidentService`` method).
+        *args: its arguments.
+        refresh: recompute the incident gauges afterwards (after a change).
+        **kwargs: its keyword arguments.
+    """
 
     def run() -> Any:
         result = fn(*args, **kwargs)
         if refresh:
-            try:
-                update_incident_metrics(state)
-            except StoreError:
-                pass
+            with suppress(StoreError):
+                incident_watcher.update_incident_metrics(state)
         return result
 
     try:
-        return await loop.run_in_executor(None, run)
-    except IncidentNotFoundError as e:
-        raise not_found(str(e)) from None
-    except IncidentConflictError as e:
-        raise ServiceError(409, str(e), kind="conflict") from None
-    except (IncidentInputError, ValueError) as e:
-        raise bad_request(str(e)) from None
+        return await run_store(run, what)
     except IncidentError as e:
+        raise _http_error(e) from None
+    except ValueError as e:
         raise bad_request(str(e)) from None
-    except StoreError as e:
-        raise unavailable(f"the database is unavailable ({e})") from None
 
 
 def _service(state: ServiceState) -> IncidentService:
@@ -254,13 +252,15 @@ async def list_incidents(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
-    items = await _call(state, _service(state).list_incidents, status, limit, refresh=False)
+    items = await _call(state, "list the incidents", _service(state).list_incidents, status, limit, refresh=False)
     return {"incidents": items}
 
 
 @router.get("/v1/incidents/{incident_id}", summary="An incident with its timeline and alerts")
 async def get_incident(incident_id: IncidentId, state: State, internal: SeesInternal) -> dict:
-    return await _call(state, _service(state).get, incident_id, None if internal else "public", refresh=False)
+    return await _call(
+        state, "read the incident", _service(state).get, incident_id, None if internal else "public", refresh=False
+    )
 
 
 @router.get(
@@ -268,7 +268,7 @@ async def get_incident(incident_id: IncidentId, state: State, internal: SeesInte
     summary="The runbook's initial report, progress update or resolution notice, filled from the incident",
 )
 async def get_message(incident_id: IncidentId, kind: MessageKind, state: State) -> dict:
-    text = await _call(state, _service(state).message, incident_id, kind, refresh=False)
+    text = await _call(state, "render the message", _service(state).message, incident_id, kind, refresh=False)
     return {"incident_id": incident_id, "kind": kind, "text": text}
 
 
@@ -278,7 +278,7 @@ async def get_message(incident_id: IncidentId, kind: MessageKind, state: State) 
     response_class=PlainTextResponse,
 )
 async def get_postmortem(incident_id: IncidentId, state: State, _key: AlertsKey) -> PlainTextResponse:
-    text = await _call(state, _service(state).postmortem, incident_id, refresh=False)
+    text = await _call(state, "draft the post-mortem", _service(state).postmortem, incident_id, refresh=False)
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
@@ -289,6 +289,7 @@ async def get_postmortem(incident_id: IncidentId, state: State, _key: AlertsKey)
 async def open_incident(body: OpenBody, state: State, key: AdminKey) -> dict:
     return await _call(
         state,
+        "open the incident",
         _service(state).open,
         body.title,
         body.sev,
@@ -307,6 +308,7 @@ async def acknowledge(incident_id: IncidentId, state: State, key: AdminKey, body
     body = body or AckBody()
     return await _call(
         state,
+        "acknowledge the incident",
         _service(state).acknowledge,
         incident_id,
         _author(body.author, key),
@@ -318,13 +320,21 @@ async def acknowledge(incident_id: IncidentId, state: State, key: AdminKey, body
 
 @router.post("/v1/incidents/{incident_id}/commander", summary="Assign the incident commander")
 async def assign(incident_id: IncidentId, body: CommanderBody, state: State, key: AdminKey) -> dict:
-    return await _call(state, _service(state).assign, incident_id, body.commander, _author(body.author, key))
+    return await _call(
+        state, "assign the commander", _service(state).assign, incident_id, body.commander, _author(body.author, key)
+    )
 
 
 @router.post("/v1/incidents/{incident_id}/events", summary="Add a timeline entry (internal by default)")
 async def add_note(incident_id: IncidentId, body: NoteBody, state: State, key: AdminKey) -> dict:
     return await _call(
-        state, _service(state).note, incident_id, body.message, _author(body.author, key), body.visibility
+        state,
+        "add the timeline entry",
+        _service(state).note,
+        incident_id,
+        body.message,
+        _author(body.author, key),
+        body.visibility,
     )
 
 
@@ -332,6 +342,7 @@ async def add_note(incident_id: IncidentId, body: NoteBody, state: State, key: A
 async def post_update(incident_id: IncidentId, body: UpdateBody, state: State, key: AdminKey) -> dict:
     return await _call(
         state,
+        "post the update",
         _service(state).post_update,
         incident_id,
         body.message,
@@ -348,14 +359,22 @@ async def post_update(incident_id: IncidentId, body: UpdateBody, state: State, k
 @router.post("/v1/incidents/{incident_id}/severity", summary="Change the severity (recorded with the reason)")
 async def set_severity(incident_id: IncidentId, body: SeverityBody, state: State, key: AdminKey) -> dict:
     return await _call(
-        state, _service(state).set_severity, incident_id, body.sev, _author(body.author, key), body.reason
+        state,
+        "change the severity",
+        _service(state).set_severity,
+        incident_id,
+        body.sev,
+        _author(body.author, key),
+        body.reason,
     )
 
 
 @router.post("/v1/incidents/{incident_id}/mitigate", summary="Mark the impact as stopped")
 async def mitigate(incident_id: IncidentId, state: State, key: AdminKey, body: MitigateBody | None = None) -> dict:
     body = body or MitigateBody()
-    return await _call(state, _service(state).mitigate, incident_id, _author(body.author, key), body.message)
+    return await _call(
+        state, "mitigate the incident", _service(state).mitigate, incident_id, _author(body.author, key), body.message
+    )
 
 
 @router.post("/v1/incidents/{incident_id}/resolve", summary="Resolve (the post-mortem falls due 48 h later)")
@@ -363,6 +382,7 @@ async def resolve(incident_id: IncidentId, state: State, key: AdminKey, body: Re
     body = body or ResolveBody()
     return await _call(
         state,
+        "resolve the incident",
         _service(state).resolve,
         incident_id,
         _author(body.author, key),
@@ -384,6 +404,7 @@ async def close(incident_id: IncidentId, state: State, key: AdminKey, body: Clos
     body = body or CloseBody()
     return await _call(
         state,
+        "close the incident",
         _service(state).close,
         incident_id,
         _author(body.author, key),
@@ -404,6 +425,7 @@ async def post_message(
     body = body or PostMessageBody()
     return await _call(
         state,
+        "post the message",
         _service(state).post_message,
         incident_id,
         kind,
@@ -420,4 +442,4 @@ async def post_message(
 async def alertmanager_webhook(
     state: State, _key: AlertsKey, payload: Annotated[dict[str, Any], Body(description="webhook payload")]
 ) -> dict:
-    return await _call(state, _service(state).handle_alertmanager, payload)
+    return await _call(state, "record the Alertmanager notification", _service(state).handle_alertmanager, payload)

@@ -2,52 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 from fastapi import APIRouter, Request
 
-from spikeformer.serve.api.deps import InferKey, State
-from spikeformer.serve.api.oip import _json_body
-from spikeformer.serve.errors import not_found, unavailable
-from spikeformer.serve.services.jobs import build_payload, job_view
-from spikeformer.store import JobRepository, StoreError
+from spikeformer.serve.api.deps import InferKey, State, json_body
+from spikeformer.serve.errors import not_found
+from spikeformer.serve.services import jobs as jobs_service
+from spikeformer.serve.services.store_calls import run_store
+
+__all__ = ["router"]
 
 router = APIRouter(tags=["Batch jobs"])
 
 
 @router.post("/v1/jobs", status_code=202, summary="Queue a batch job (images or a data-set slice)")
 async def submit_job(request: Request, state: State, _key: InferKey) -> dict:
-    body = await _json_body(request, state.settings.max_body_bytes)
-    name = body.get("model") if isinstance(body, dict) else None
-    mv = state.inference.resolve(name, body.get("version")) if isinstance(name, str) else None
-    shape = mv.pipeline.input_shape if mv else (1, 1, 1)
-    payload, total = build_payload(body, shape, 100_000)
-
-    def save():
-        with state.db.session() as s:
-            job = JobRepository(s).submit(name, payload, total, version=body.get("version"))
-            return job_view(job)
-
-    try:
-        return await asyncio.get_running_loop().run_in_executor(None, save)
-    except StoreError as e:
-        raise unavailable(f"cannot queue the job: the database is unavailable ({e})") from None
+    job = jobs_service.new_job(state.inference, await json_body(request, state.settings.max_body_bytes))
+    return await run_store(partial(jobs_service.submit_job, state.db, job), "queue the job")
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's status, progress and result")
 async def get_job(job_id: str, state: State, _key: InferKey) -> dict:
-    def load():
-        with state.db.session() as s:
-            job = JobRepository(s).get(job_id)
-            return None if job is None else job_view(job)
-
-    try:
-        view = await asyncio.get_running_loop().run_in_executor(None, load)
-    except StoreError as e:
-        raise unavailable(f"cannot read the job: the database is unavailable ({e})") from None
+    view = await run_store(partial(jobs_service.read_job, state.db, job_id), "read the job")
     if view is None:
         raise not_found(f"no job {job_id!r}")
     return view
-
-
-__all__ = ["router"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from spikeformer import __version__
-from spikeformer.serve.api.deps import InferKey, State
-from spikeformer.serve.errors import ServiceError, bad_request, not_found, too_large
+from spikeformer.serve.api.deps import InferKey, State, json_body
+from spikeformer.serve.errors import ServiceError, not_found
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelVersion
 
 router = APIRouter(tags=["Open Inference Protocol"])
@@ -107,18 +105,6 @@ async def model_version_ready(name: str, version: str, state: State) -> Response
     return _ready_response(state, name, version)
 
 
-async def _json_body(request: Request, limit: int) -> object:
-    raw = await request.body()
-    if len(raw) > limit:
-        raise too_large(f"request body is {len(raw)} bytes; the limit is {limit}")
-    if not raw:
-        raise bad_request("empty request body; expected a JSON inference request")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise bad_request(f"the body is not valid JSON: {e}") from None
-
-
 _INFER_DOC = (
     'Body: `{"id"?, "inputs": [{"name", "shape", "datatype": "UINT8"|"FP32", "data"}], "outputs"?: '
     '[{"name": "logits"|"class"}]}`'
@@ -127,13 +113,13 @@ _INFER_DOC = (
 
 @router.post("/v2/models/{name}/infer", summary="Inference (active version)", description=_INFER_DOC)
 async def infer(name: str, request: Request, state: State, _key: InferKey) -> dict:
-    body = await _json_body(request, state.settings.max_body_bytes)
+    body = await json_body(request, state.settings.max_body_bytes)
     return await state.inference.infer(name, None, body)
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference (given version)", description=_INFER_DOC)
 async def infer_version(name: str, version: str, request: Request, state: State, _key: InferKey) -> dict:
-    body = await _json_body(request, state.settings.max_body_bytes)
+    body = await json_body(request, state.settings.max_body_bytes)
     return await state.inference.infer(name, version, body)
 
 

@@ -18,7 +18,7 @@ from spikeformer.serve.errors import ServiceError, not_found, timeout, unavailab
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository, ModelVersion
 from spikeformer.serve.records import RecordBuffer
 from spikeformer.serve.services.tensors import decode_image, parse_input_tensor, requested_outputs
-from spikeformer.serve.settings import ServiceSettings
+from spikeformer.settings import Settings
 
 __all__ = ["InferenceService", "Maintenance", "EnergyEstimate"]
 
@@ -84,7 +84,7 @@ def estimate_energy(mv: ModelVersion, n_random: int = 4) -> EnergyEstimate:
 @dataclass
 class InferenceService:
     repo: ModelRepository
-    settings: ServiceSettings
+    settings: Settings
     records: RecordBuffer
     executor: ThreadPoolExecutor
     maintenance: Maintenance = field(default_factory=Maintenance)
@@ -125,6 +125,10 @@ class InferenceService:
         await asyncio.gather(*(b.stop(self.settings.shutdown_timeout_s) for b in self.batchers.values()))
 
     # ------------------------------------------------------------------ lookup
+    def default_model(self, model: str | None) -> str:
+        """The named model, else the configured default, else the first model in the repository."""
+        return model or self.settings.default_model or (self.repo.model_names() or [""])[0]
+
     def resolve(self, name: str, version: str | None) -> ModelVersion:
         try:
             return self.repo.get(name, version)
@@ -284,21 +288,42 @@ class InferenceService:
 
     async def classify(self, name: str, version: str | None, data: bytes) -> dict[str, Any]:
         """One PNG/JPEG image -> class, probabilities, spikes, energy."""
+        return (await self.classify_image(name, version, data))[0]
+
+    async def classify_image(
+        self, name: str, version: str | None, data: bytes
+    ) -> tuple[dict[str, Any], ModelVersion, torch.Tensor]:
+        """:meth:`classify`, and also the version that answered and the image as it entered the model.
+
+        The image is decoded and preprocessed once; callers that look further at the same input (the console's
+        profile) reuse it.
+
+        Returns:
+            ``(answer, version, x)``: the ``/v1/classify`` answer, the model version, and the preprocessed
+            input ``[1, C, H, W]``.
+        """
 
         def make_input(mv: ModelVersion):
             images, original = decode_image(data, mv.pipeline.input_shape)
-            return mv.pipeline.preprocess(images), {"original_size": original}
+            x = mv.pipeline.preprocess(images)
+            return x, {"original_size": original, "input": x}
 
         mv, result, info = await self.predict(name, version, make_input)
         probs = torch.softmax(result.logits[0], 0)
         k = int(probs.argmax())
         names = mv.manifest.class_names
-        return {
-            "model_name": mv.name,
-            "model_version": mv.version,
-            "class_index": k,
-            "class_name": names[k] if k < len(names) else str(k),
-            "probabilities": {names[i] if i < len(names) else str(i): round(float(p), 6) for i, p in enumerate(probs)},
-            "original_size": info["original_size"],
-            "parameters": self._parameters(mv, result, info),
-        }
+        return (
+            {
+                "model_name": mv.name,
+                "model_version": mv.version,
+                "class_index": k,
+                "class_name": names[k] if k < len(names) else str(k),
+                "probabilities": {
+                    names[i] if i < len(names) else str(i): round(float(p), 6) for i, p in enumerate(probs)
+                },
+                "original_size": info["original_size"],
+                "parameters": self._parameters(mv, result, info),
+            },
+            mv,
+            info["input"],
+        )

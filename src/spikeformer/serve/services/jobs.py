@@ -1,20 +1,79 @@
-"""Batch jobs: validate a submission into a stored payload, and turn a payload back into images (for the worker)."""
+"""Batch jobs: validate a submission into a stored payload, store and read jobs, and turn a payload back into images
+(for the worker).
+
+``new_job`` validates (HTTP errors as :class:`ServiceError`); ``submit_job`` and ``read_job`` are blocking store
+calls that routes run through ``run_store``.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from spikeformer.serve.errors import bad_request
 from spikeformer.serve.services.tensors import parse_input_tensor
+from spikeformer.store import Database, JobRepository
 
-__all__ = ["build_payload", "payload_images", "job_view", "MAX_JOB_IMAGES"]
+if TYPE_CHECKING:
+    from spikeformer.serve.services.inference import InferenceService
+
+__all__ = [
+    "MAX_JOB_IMAGES",
+    "NewJob",
+    "build_payload",
+    "job_view",
+    "new_job",
+    "payload_images",
+    "read_job",
+    "submit_job",
+]
 
 MAX_JOB_IMAGES = 100_000
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated submission: the model, its version (``None``: the active one) and the payload to store."""
+
+    model: str | None
+    version: Any
+    payload: dict[str, Any]
+    total: int
+
+
+def new_job(inference: InferenceService, body: Any) -> NewJob:
+    """Validate a ``POST /v1/jobs`` body; the named model must exist and be ready (else 404 / 503, before the payload).
+
+    Args:
+        inference: The inference service (it resolves the model and its input shape).
+        body: The parsed JSON body.
+
+    Raises:
+        ServiceError: 400 for a malformed body, 404 / 503 for an unknown or unready model.
+    """
+    name = body.get("model") if isinstance(body, dict) else None
+    mv = inference.resolve(name, body.get("version")) if isinstance(name, str) else None
+    shape = mv.pipeline.input_shape if mv else (1, 1, 1)
+    payload, total = build_payload(body, shape, MAX_JOB_IMAGES)
+    return NewJob(name, body.get("version"), payload, total)
+
+
+def submit_job(db: Database, job: NewJob) -> dict[str, Any]:
+    """Store a validated job (status ``queued``); its public view. Blocking; raises ``StoreError``."""
+    with db.session() as s:
+        return job_view(JobRepository(s).submit(job.model, job.payload, job.total, version=job.version))
+
+
+def read_job(db: Database, job_id: str) -> dict[str, Any] | None:
+    """The public view of a job, or ``None`` for an unknown id. Blocking; raises ``StoreError``."""
+    with db.session() as s:
+        job = JobRepository(s).get(job_id)
+        return None if job is None else job_view(job)
 
 
 def build_payload(body: Any, input_shape: tuple[int, int, int], max_request_images: int) -> tuple[dict, int]:

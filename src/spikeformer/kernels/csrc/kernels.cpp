@@ -1,4 +1,4 @@
-// CPU kernels of spikeformer.functional.kernels (built on first use by torch.utils.cpp_extension).
+// CPU kernels of spikeformer.kernels.cpu (built on first use by torch.utils.cpp_extension).
 //
 // 1. Multi-step LIF/IF (forward and backward): one pass over [T, N] with the membrane kept in a register, instead of
 //    several tensor operations per time step. Same recurrence and the same float32 operation order as
@@ -827,7 +827,7 @@ torch::Tensor maxpool2d_backward(torch::Tensor grad, torch::Tensor arg, int64_t 
 // ---- Spikformer's spiking self-attention, int8 inference (spikeformer.runtime.int8) ----------------------------
 // One LIF/IF neuron's inference step, the float32 operations of lif_forward_impl in the same order. lif_forward_impl
 // spells the step out itself: it also stores h, and with h passed out through a reference GCC no longer vectorises
-// its loop (measured 3-6x slower), so the two copies stay, kept equal by the tests against the unfused path.
+// its loop (several times slower), so the two copies stay, kept equal by the tests against the unfused path.
 struct NeuronStep {
   float a, b, c, theta, v_reset, v0;
   bool soft, add_c;

@@ -1,0 +1,158 @@
+"""``spikeformer db upgrade|long-queries``, ``spikeformer keys create|revoke`` and ``spikeformer maintenance``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from spikeformer.cli._output import JsonFlag, console, database, emit_json, fail, parse_duration
+
+__all__ = [
+    "db_app",
+    "db_long_queries",
+    "db_upgrade",
+    "keys_app",
+    "keys_create",
+    "keys_revoke",
+    "maintenance",
+    "register",
+]
+
+keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
+db_app = typer.Typer(help="Database: migrations and operations.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option("--scope", help="admin, infer or alerts (repeatable).")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    database_url: str | None = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; the key is printed once and only its hash is stored."""
+    from spikeformer.store import ApiKeyRepository, StoreError
+
+    try:
+        db = database(database_url)
+        db.ensure_ready()
+        with db.session() as s:
+            key, row = ApiKeyRepository(s).create(name or "cli", scope)
+            info = {"key": key, "id": row.id, "scopes": row.scope_list, "name": row.name}
+    except (StoreError, ValueError) as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(
+            f"created key {info['id']} with scopes {', '.join(info['scopes'])}; store it now, it is not shown again:",
+            highlight=False,
+        )
+        print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument()], database_url: str | None = None) -> None:
+    """Revoke an API key by id."""
+    from spikeformer.store import ApiKeyRepository, StoreError
+
+    try:
+        with database(database_url).session() as s:
+            ok = ApiKeyRepository(s).revoke(key_id)
+    except StoreError as e:
+        fail(str(e))
+    if not ok:
+        fail(f"no API key with id {key_id}", code=1)
+    console.print(f"revoked key {key_id}")
+
+
+def maintenance(
+    mode: Annotated[str, typer.Argument(help="on or off")],
+    message: Annotated[str, typer.Option(help="Shown to clients while inference is paused.")] = "",
+    database_url: str | None = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Maintenance mode: inference answers 503 with Retry-After and the message; liveness stays 200."""
+    import datetime as dt
+
+    from spikeformer.store import SettingsRepository, StoreError
+
+    if mode not in ("on", "off"):
+        fail(f"mode must be 'on' or 'off', got {mode!r}", as_json=as_json)
+    value = {
+        "enabled": mode == "on",
+        "message": message,
+        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        db = database(database_url)
+        db.ensure_ready()
+        with db.session() as s:
+            SettingsRepository(s).set("maintenance", value)
+    except StoreError as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        emit_json(value)
+    else:
+        console.print(f"maintenance mode {mode}" + (f": {message}" if message else ""), highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: str | None = None, as_json: JsonFlag = False) -> None:
+    """Apply the database migrations (SQLite or PostgreSQL via SPIKEFORMER_DATABASE_URL)."""
+    from spikeformer.store import StoreError
+
+    try:
+        db = database(database_url)
+        db.upgrade()
+        rev = db.current_revision()
+    except StoreError as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "revision": rev})
+    else:
+        console.print(f"database at revision {rev}", highlight=False)
+
+
+@db_app.command("long-queries")
+def db_long_queries(
+    older_than: Annotated[str, typer.Option(help="Age threshold: 300, 90s, 5m, 1h.")] = "5m",
+    cancel: Annotated[bool, typer.Option(help="pg_cancel_backend each (the gentle first step).")] = False,
+    terminate: Annotated[bool, typer.Option(help="pg_terminate_backend each (only when cancel did not help).")] = False,
+    database_url: str | None = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List PostgreSQL queries running longer than a threshold; cancel or terminate them when asked."""
+    from spikeformer.store import StoreError, cancel_backend, long_running_queries, terminate_backend
+
+    if cancel and terminate:
+        fail(
+            "give --cancel or --terminate, not both (cancel first; terminate only if that did not help)",
+            as_json=as_json,
+        )
+    try:
+        seconds = parse_duration(older_than)
+        db = database(database_url)
+        rows = long_running_queries(db, seconds)
+        action = "cancel" if cancel else "terminate" if terminate else None
+        signal_fn = cancel_backend if cancel else terminate_backend
+        for r in rows:
+            if action:
+                r["signalled"] = bool(signal_fn(db, r["pid"]))
+        db.dispose()
+    except (StoreError, ValueError) as e:
+        fail(str(e), as_json=as_json)
+    if as_json:
+        emit_json({"older_than_s": seconds, "action": action, "queries": rows})
+        return
+    if not rows:
+        console.print(f"no queries running longer than {older_than}")
+    done = {"cancel": "cancelled", "terminate": "terminated"}.get(action or "", "")
+    for r in rows:
+        flag = f" [{done if r['signalled'] else 'not ' + done}]" if action else ""
+        console.print(f"pid {r['pid']} {r['seconds']:.0f}s {r['state']}: {r['query'][:200]}{flag}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's top-level commands (``maintenance``) to the root ``app``."""
+    app.command()(maintenance)
