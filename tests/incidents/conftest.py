@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from spikeformer.ops.incidents import IncidentService
 from spikeformer.serve.app import create_app
-from spikeformer.store import ApiKeyRepository, Database
+from spikeformer.store import ApiKeyStore, Database
 from support import free_port, make_repository, make_settings
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
@@ -196,7 +196,7 @@ class Service:
     def __init__(self, client: TestClient, db_url: str) -> None:
         self.client = client
         with Database(db_url).session() as s:
-            keys = ApiKeyRepository(s)
+            keys = ApiKeyStore(s)
             self.admin, _ = keys.create("ops", ["admin"])
             self.alerts, _ = keys.create("alertmanager", ["alerts"])
             self.infer, _ = keys.create("app", ["infer"])

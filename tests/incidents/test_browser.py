@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spikeformer.store import ApiKeyRepository, Database
+from spikeformer.store import ApiKeyStore, Database
 from support import free_port, start_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -97,8 +97,8 @@ def server(repository, tmp_path):
     database = Database(db_url)
     database.upgrade()
     with database.session() as s:
-        admin, _ = ApiKeyRepository(s).create("console", ["admin"])
-        alerts, _ = ApiKeyRepository(s).create("alertmanager", ["alerts"])
+        admin, _ = ApiKeyStore(s).create("console", ["admin"])
+        alerts, _ = ApiKeyStore(s).create("alertmanager", ["alerts"])
     database.dispose()
     am_port = free_port()
     proc, url = start_server(repository, db_url, alertmanager_url=f"http://127.0.0.1:{am_port}")

@@ -13,7 +13,7 @@ from spikeformer.ops.incidents import (
     IncidentNotFoundError,
 )
 from spikeformer.ops.severity import SEVERITIES, get_severity
-from spikeformer.store import INCIDENT_SEVERITIES, IncidentRepository
+from spikeformer.store import INCIDENT_SEVERITIES, IncidentStore
 
 
 def kinds(view: dict) -> list[str]:
@@ -225,7 +225,7 @@ def test_list_filters_and_flags_overdue_postmortems(svc, clock):
 def test_repository_locks_and_counts(db, svc):
     svc.open("a", "SEV-2", "alice")
     with db.session() as s:
-        repo = IncidentRepository(s)
+        repo = IncidentStore(s)
         assert repo.get(1, lock=True).title == "a"
         assert repo.count_by_status() == {"open": 1, "acknowledged": 0, "mitigated": 0, "resolved": 0, "closed": 0}
         with pytest.raises(ValueError, match="unknown incident fields"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from spikeformer.ops.incidents import IncidentService
-from spikeformer.store import Database, IncidentRepository
+from spikeformer.store import Database, IncidentStore
 
 
 def test_lifecycle_and_concurrent_webhooks_on_postgresql(pg_cluster_url, am):
@@ -19,7 +19,7 @@ def test_lifecycle_and_concurrent_webhooks_on_postgresql(pg_cluster_url, am):
         assert view["status"] == "resolved" and view["started_at"].endswith("+00:00")
         assert [e["kind"] for e in view["timeline"]] == ["opened", "acknowledged", "commander", "update", "resolved"]
         with db.session() as s:
-            assert IncidentRepository(s).get(iid, lock=True).status == "resolved"  # SELECT ... FOR UPDATE
+            assert IncidentStore(s).get(iid, lock=True).status == "resolved"  # SELECT ... FOR UPDATE
 
         payload = am.payload("PgRace", [am.alert("pg1", "SEV-3"), am.alert("pg2", "SEV-2", instance="api-1")])
         results, errors = [], []

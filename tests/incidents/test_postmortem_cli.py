@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from spikeformer.cli import app
 from spikeformer.ops.incidents import IncidentService
-from spikeformer.store import InferenceRecordRepository
+from spikeformer.store import InferenceRecordStore
 
 runner = CliRunner()
 
@@ -21,7 +21,7 @@ def _records(db, start, n_ok, n_error, n_timeout, latency_ms):
     for i, row in enumerate(rows):
         row["created_at"] = start + timedelta(seconds=i)
     with db.session() as s:
-        InferenceRecordRepository(s).add_many([dict(r) for r in rows])
+        InferenceRecordStore(s).add_many([dict(r) for r in rows])
 
 
 def test_postmortem_measures_impact_in_the_incident_window(db, svc, clock):

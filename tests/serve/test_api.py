@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from spikeformer.serve.app import create_app
-from spikeformer.store import ApiKeyRepository, Database, InferenceRecordRepository
+from spikeformer.store import ApiKeyStore, Database, InferenceRecordStore
 from support import make_settings
 
 
@@ -132,13 +132,13 @@ def test_records_reach_the_database(service, tmp_path):
     deadline = time.time() + 5
     while time.time() < deadline:
         with db.session() as s:
-            n = InferenceRecordRepository(s).count()
+            n = InferenceRecordStore(s).count()
         if n >= 3:
             break
         time.sleep(0.1)
     assert n >= 3
     with db.session() as s:
-        rec = InferenceRecordRepository(s).list_recent(limit=1)[0]
+        rec = InferenceRecordStore(s).list_recent(limit=1)[0]
     assert rec.model == "tiny" and rec.status == "ok" and rec.spikes is not None and rec.latency_ms > 0
 
 
@@ -146,8 +146,8 @@ def test_admin_endpoints_need_admin_key_and_maintenance_mode(service):
     client, settings = service
     assert client.post("/v1/admin/maintenance", json={"enabled": True}).status_code == 401
     with Database(settings.database_url).session() as s:
-        admin, _ = ApiKeyRepository(s).create("ops", ["admin"])
-        infer, _ = ApiKeyRepository(s).create("app", ["infer"])
+        admin, _ = ApiKeyStore(s).create("ops", ["admin"])
+        infer, _ = ApiKeyStore(s).create("app", ["infer"])
     r = client.post(
         "/v1/admin/maintenance",
         json={"enabled": True, "message": "upgrading"},
@@ -170,7 +170,7 @@ def test_admin_endpoints_need_admin_key_and_maintenance_mode(service):
 def test_unload_rollback_and_reload(service):
     client, settings = service
     with Database(settings.database_url).session() as s:
-        admin, _ = ApiKeyRepository(s).create("ops", ["admin"])
+        admin, _ = ApiKeyStore(s).create("ops", ["admin"])
     h = {"Authorization": f"Bearer {admin}"}
     r = client.post("/v1/admin/models/tiny/rollback", headers=h)
     assert r.status_code == 200 and r.json()["active_version"] == "1"

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from spikeformer.serve.worker import Worker, WorkerOptions
-from spikeformer.store import Database, JobRepository
+from spikeformer.store import Database, JobStore
 from support import make_settings
 
 
@@ -83,7 +83,7 @@ def test_worker_killed_mid_job_is_reclaimed_and_completed_once(repository, tmp_p
     db = Database(settings.database_url)
     db.ensure_ready()
     with db.session() as s:
-        job = JobRepository(s).submit(
+        job = JobStore(s).submit(
             "tiny", {"kind": "dataset", "name": "fashion-mnist", "split": "test", "start": 0, "count": 3000}, 3000
         )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -93,7 +93,7 @@ def test_worker_killed_mid_job_is_reclaimed_and_completed_once(repository, tmp_p
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until it has made progress, then kill it without warning
         with db.session() as s:
-            j = JobRepository(s).get(job.id)
+            j = JobStore(s).get(job.id)
         if j.status == "running" and j.progress > 0:
             break
         time.sleep(0.05)
@@ -105,7 +105,7 @@ def test_worker_killed_mid_job_is_reclaimed_and_completed_once(repository, tmp_p
     )
     assert second.returncode == 0, second.stderr[-2000:]
     with db.session() as s:
-        j = JobRepository(s).get(job.id)
+        j = JobStore(s).get(job.id)
     assert j.status == "done" and j.attempts == 2 and j.progress == 3000
     assert j.worker_id and j.worker_id in second.stderr
 
@@ -116,7 +116,7 @@ def test_two_workers_side_by_side_do_no_double_work(repository, tmp_path):
     db.ensure_ready()
     with db.session() as s:
         ids = [
-            JobRepository(s)
+            JobStore(s)
             .submit(
                 "tiny", {"kind": "dataset", "name": "fashion-mnist", "split": "test", "start": i * 10, "count": 10}, 10
             )
@@ -137,7 +137,7 @@ def test_two_workers_side_by_side_do_no_double_work(repository, tmp_path):
     logs = [p.communicate(timeout=120)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), logs
     with db.session() as s:
-        jobs = [JobRepository(s).get(i) for i in ids]
+        jobs = [JobStore(s).get(i) for i in ids]
     assert all(j.status == "done" and j.attempts == 1 for j in jobs)
     finished = [
         int(line.split("finished ")[1].split()[0])

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from pg_cluster import PostgresCluster
 from spikeformer.serve.app import create_app
-from spikeformer.store import Database, InferenceRecordRepository
+from spikeformer.store import Database, InferenceRecordStore
 from support import make_settings
 
 
@@ -31,7 +31,7 @@ def _count(url: str) -> int:
     db = Database(url)
     try:
         with db.session() as s:
-            return InferenceRecordRepository(s).count()
+            return InferenceRecordStore(s).count()
     finally:
         db.dispose()
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spikeformer.store import ApiKeyRepository, Database
+from spikeformer.store import ApiKeyStore, Database
 from support import make_repository, start_server
 
 
@@ -15,7 +15,7 @@ def test_schemathesis_finds_no_server_error(tmp_path):
     proc, url = start_server(repo, db_url)
     try:
         with Database(db_url).session() as s:
-            admin, _ = ApiKeyRepository(s).create("fuzz", ["admin"])
+            admin, _ = ApiKeyStore(s).create("fuzz", ["admin"])
         st = Path(sys.executable).with_name("st")
         run = subprocess.run(
             [

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from spikeformer.store import Database, InferenceRecordRepository
+from spikeformer.store import Database, InferenceRecordStore
 from support import start_server
 
 
@@ -58,4 +58,4 @@ def test_sigterm_finishes_in_flight_requests_and_flushes_records(server):
     assert proc.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful shutdown
     assert codes.count(200) == len(codes)
     with Database(db_url).session() as s:
-        assert InferenceRecordRepository(s).count() == len(codes)
+        assert InferenceRecordStore(s).count() == len(codes)

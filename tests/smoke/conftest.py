@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from spikeformer.checkpoint import save_checkpoint
 from spikeformer.data import FASHION_MNIST_CLASSES, Preprocess
 from spikeformer.serve.app import create_app
-from spikeformer.store import ApiKeyRepository, Database
+from spikeformer.store import ApiKeyStore, Database
 from support import make_settings, tiny_model
 
 
@@ -75,8 +75,8 @@ class Service:
         self.db_url = db_url
         database = Database(db_url)
         with database.session() as s:
-            self.admin, _ = ApiKeyRepository(s).create("ops", ["admin"])
-            self.alerts, _ = ApiKeyRepository(s).create("alertmanager", ["alerts"])
+            self.admin, _ = ApiKeyStore(s).create("ops", ["admin"])
+            self.alerts, _ = ApiKeyStore(s).create("alertmanager", ["alerts"])
         database.dispose()
 
     def auth(self, key: str | None = None) -> dict[str, str]:

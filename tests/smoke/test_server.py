@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from spikeformer.cli import app
 from spikeformer.ops.incidents import IncidentService
-from spikeformer.store import ApiKeyRepository, Database
+from spikeformer.store import ApiKeyStore, Database
 from support import start_server
 
 runner = CliRunner()
@@ -22,7 +22,7 @@ def _admin_key(db_url: str) -> str:
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
-        key, _ = ApiKeyRepository(s).create("smoke", ["admin"])
+        key, _ = ApiKeyStore(s).create("smoke", ["admin"])
     db.dispose()
     return key
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from spikeformer.serve.services import status
-from spikeformer.store import Database, InferenceRecordRepository, JobRepository, StoreError
+from spikeformer.store import Database, InferenceRecordStore, JobStore, StoreError
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def _records(db_url: str, day: datetime, ok: int, failed: int) -> None:
     rows += [{"model": "tiny", "latency_ms": 5.0, "status": "error", "http_status": 500, "created_at": day}] * failed
     db = Database(db_url)
     with db.session() as s:
-        InferenceRecordRepository(s).add_many([dict(r) for r in rows])
+        InferenceRecordStore(s).add_many([dict(r) for r in rows])
     db.dispose()
 
 
@@ -152,10 +152,10 @@ def test_workers_state_from_the_jobs_table(service):
     db = Database(service.db_url)
     now = datetime.now(UTC)
     with db.session() as s:
-        JobRepository(s).submit("tiny", {"kind": "images"}, 1).created_at = now - timedelta(minutes=30)
+        JobStore(s).submit("tiny", {"kind": "images"}, 1).created_at = now - timedelta(minutes=30)
     assert _components(service.client.get("/status.json").json())["workers"] == "major_outage"
     with db.session() as s:
-        done = JobRepository(s).submit("tiny", {"kind": "images"}, 1)
+        done = JobStore(s).submit("tiny", {"kind": "images"}, 1)
         done.status, done.finished_at = "done", now - timedelta(minutes=2)
     assert _components(service.client.get("/status.json").json())["workers"] == "degraded"
     db.dispose()

@@ -16,10 +16,10 @@ from spikeformer.store import (
     Base,
     Database,
     DatabaseUnavailableError,
-    InferenceRecordRepository,
-    JobRepository,
+    InferenceRecordStore,
+    JobStore,
     SchemaOutOfDateError,
-    SettingsRepository,
+    SettingsStore,
     StoreError,
     default_database_url,
 )
@@ -163,21 +163,21 @@ def test_ping_succeeds_on_a_live_database(db):
 
 def test_session_commits_on_success_and_rolls_back_on_error(db):
     with db.session() as session:
-        SettingsRepository(session).set("kept", 1)
+        SettingsStore(session).set("kept", 1)
     with pytest.raises(RuntimeError), db.session() as session:
-        SettingsRepository(session).set("dropped", 2)
+        SettingsStore(session).set("dropped", 2)
         raise RuntimeError("boom")
     with db.session() as session:
-        settings = SettingsRepository(session)
+        settings = SettingsStore(session)
         assert settings.get("kept") == 1
         assert settings.get("dropped") is None
 
 
 def test_datetimes_come_back_aware_in_utc(db):
     with db.session() as session:
-        job_id = JobRepository(session).submit("m", {}, 1).id
+        job_id = JobStore(session).submit("m", {}, 1).id
     with db.session() as session:
-        created = JobRepository(session).get(job_id).created_at
+        created = JobStore(session).get(job_id).created_at
     assert created.tzinfo is not None and created.utcoffset().total_seconds() == 0
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
 
@@ -185,7 +185,7 @@ def test_datetimes_come_back_aware_in_utc(db):
 def test_naive_datetimes_are_refused(db):
     with pytest.raises((ValueError, StatementError), match="naive"), db.session() as session:
         record = {"model": "m", "latency_ms": 1.0, "status": "ok", "http_status": 200}
-        InferenceRecordRepository(session).add_many([record | {"created_at": datetime(2024, 1, 1)}])
+        InferenceRecordStore(session).add_many([record | {"created_at": datetime(2024, 1, 1)}])
 
 
 def test_migrations_are_found_next_to_the_package(monkeypatch, tmp_path):
@@ -201,7 +201,7 @@ def test_in_memory_sqlite_keeps_one_database():
     database = Database("sqlite://")
     database.ensure_ready(auto_migrate=True)
     with database.session() as session:
-        SettingsRepository(session).set("k", [1, 2])
+        SettingsStore(session).set("k", [1, 2])
     with database.session() as session:
-        assert SettingsRepository(session).get("k") == [1, 2]
+        assert SettingsStore(session).get("k") == [1, 2]
     database.dispose()

@@ -7,24 +7,24 @@ import time
 
 import pytest
 
-from spikeformer.store import Database, JobRepository
+from spikeformer.store import Database, JobStore
 
 
 def _submit(db: Database, count: int = 1) -> list[str]:
     with db.session() as session:
-        jobs = JobRepository(session)
+        jobs = JobStore(session)
         return [jobs.submit("spikformer", {"images": [i]}, total=4, version="1").id for i in range(count)]
 
 
 def _claim(db: Database, worker: str, lease: float = 30.0):
     with db.session() as session:
-        return JobRepository(session).claim(worker, lease)
+        return JobStore(session).claim(worker, lease)
 
 
 def test_submit_claim_complete(db):
     (job_id,) = _submit(db)
     with db.session() as session:
-        job = JobRepository(session).get(job_id)
+        job = JobStore(session).get(job_id)
         assert (job.status, job.attempts, job.progress, job.worker_id) == ("queued", 0, 0, None)
         assert job.payload_data == {"images": [0]}
 
@@ -35,12 +35,12 @@ def test_submit_claim_complete(db):
     assert _claim(db, "w2") is None  # nothing else is claimable: the lease is live
 
     with db.session() as session:
-        assert JobRepository(session).complete(job_id, "w1", {"top1": [3]}) is True
+        assert JobStore(session).complete(job_id, "w1", {"top1": [3]}) is True
     with db.session() as session:
-        job = JobRepository(session).get(job_id)
+        job = JobStore(session).get(job_id)
         assert (job.status, job.progress, job.lease_expires_at) == ("done", 4, None)
         assert job.result_data == {"top1": [3]} and job.finished_at is not None
-        assert JobRepository(session).count_by_status() == {"queued": 0, "running": 0, "done": 1, "failed": 0}
+        assert JobStore(session).count_by_status() == {"queued": 0, "running": 0, "done": 1, "failed": 0}
 
 
 def test_jobs_are_claimed_oldest_first(db):
@@ -60,7 +60,7 @@ def test_two_concurrent_claimers_never_take_the_same_job(db):
             barrier.wait()
             while True:
                 with db.session() as session:  # each claim in its own session and transaction
-                    job = JobRepository(session).claim(worker, lease_seconds=30)
+                    job = JobStore(session).claim(worker, lease_seconds=30)
                     if job is None:
                         return
                     claimed[worker].append(job.id)
@@ -77,7 +77,7 @@ def test_two_concurrent_claimers_never_take_the_same_job(db):
     taken = claimed["a"] + claimed["b"]
     assert sorted(taken) == sorted(ids)  # every job once, none twice
     with db.session() as session:
-        jobs = JobRepository(session)
+        jobs = JobStore(session)
         for worker, job_ids in claimed.items():
             for job_id in job_ids:
                 job = jobs.get(job_id)
@@ -89,7 +89,7 @@ def test_two_concurrent_claimers_never_take_the_same_job(db):
 def test_postgresql_claim_skips_a_locked_row_instead_of_waiting(pg_db):
     first, second = _submit(pg_db, 2)
     with pg_db.session() as holding:
-        assert JobRepository(holding).claim("a", 30).id == first  # row locked until this block ends
+        assert JobStore(holding).claim("a", 30).id == first  # row locked until this block ends
         started = time.monotonic()
         assert _claim(pg_db, "b").id == second
         assert _claim(pg_db, "c") is None
@@ -105,14 +105,14 @@ def test_expired_lease_is_reclaimed_and_only_the_new_owner_writes_the_result(db)
     assert (job.worker_id, job.attempts) == ("w2", 2)
 
     with db.session() as session:
-        jobs = JobRepository(session)
+        jobs = JobStore(session)
         assert jobs.heartbeat(job_id, "w1", 30) is False
         assert jobs.complete(job_id, "w1", {"by": "w1"}) is False
         assert jobs.fail(job_id, "w1", "late") is False
         assert jobs.complete(job_id, "w2", {"by": "w2"}) is True
         assert jobs.complete(job_id, "w2", {"by": "w2 again"}) is False  # exactly once
     with db.session() as session:
-        job = JobRepository(session).get(job_id)
+        job = JobStore(session).get(job_id)
         assert (job.status, job.worker_id, job.error) == ("done", "w2", None)
         assert job.result_data == {"by": "w2"}
 
@@ -121,28 +121,28 @@ def test_complete_by_another_worker_is_refused(db):
     (job_id,) = _submit(db)
     _claim(db, "owner")
     with db.session() as session:
-        assert JobRepository(session).complete(job_id, "intruder", {"x": 1}) is False
+        assert JobStore(session).complete(job_id, "intruder", {"x": 1}) is False
     with db.session() as session:
-        job = JobRepository(session).get(job_id)
+        job = JobStore(session).get(job_id)
         assert (job.status, job.result, job.worker_id) == ("running", None, "owner")
 
 
 def test_queued_job_cannot_be_completed(db):
     (job_id,) = _submit(db)
     with db.session() as session:
-        assert JobRepository(session).complete(job_id, "w1", {}) is False
-        assert JobRepository(session).get(job_id).status == "queued"
+        assert JobStore(session).complete(job_id, "w1", {}) is False
+        assert JobStore(session).get(job_id).status == "queued"
 
 
 def test_heartbeat_renews_the_lease_and_records_progress(db):
     (job_id,) = _submit(db)
     _claim(db, "w1", lease=0.3)
     with db.session() as session:
-        assert JobRepository(session).heartbeat(job_id, "w1", lease_seconds=30, progress=2) is True
+        assert JobStore(session).heartbeat(job_id, "w1", lease_seconds=30, progress=2) is True
     time.sleep(0.4)
     assert _claim(db, "w2") is None  # the renewed lease holds
     with db.session() as session:
-        job = JobRepository(session).get(job_id)
+        job = JobStore(session).get(job_id)
         assert (job.progress, job.worker_id, job.attempts) == (2, "w1", 1)
 
 
@@ -150,9 +150,9 @@ def test_fail_records_the_error(db):
     first, second = _submit(db, 2)
     _claim(db, "w1")
     with db.session() as session:
-        assert JobRepository(session).fail(first, "w1", "CUDA out of memory") is True
+        assert JobStore(session).fail(first, "w1", "CUDA out of memory") is True
     with db.session() as session:
-        jobs = JobRepository(session)
+        jobs = JobStore(session)
         job = jobs.get(first)
         assert (job.status, job.error, job.result) == ("failed", "CUDA out of memory", None)
         assert job.finished_at is not None

@@ -8,12 +8,9 @@ by its ``register(app)``. Shared output helpers and option types live in ``spike
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
-
 import typer
 
+from spikeformer._deprecation import moved_names
 from spikeformer.cli import convert, db, hardware, incident, models, ops, serve, train
 
 __all__ = ["app", "main"]
@@ -57,14 +54,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        where = _MOVED[name]
-        warnings.warn(
-            f"spikeformer.cli.{name} moved to {where}; import it from there", DeprecationWarning, stacklevel=2
-        )
-        return getattr(importlib.import_module(where), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,11 +6,11 @@ The sweep itself is :func:`spikeformer.convert.run_conversion`; this module pars
 
 from __future__ import annotations
 
-import warnings
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from spikeformer._deprecation import moved_names
 from spikeformer.cli._output import JsonFlag, console, emit_json, fail
 
 __all__ = ["convert", "register"]
@@ -23,18 +23,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        where = _MOVED[name]
-        warnings.warn(
-            f"spikeformer.cli.convert.{name} moved to {where}; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(where), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 def convert(

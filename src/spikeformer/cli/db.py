@@ -31,14 +31,13 @@ def keys_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key; the key is printed once and only its hash is stored."""
-    from spikeformer.store import ApiKeyRepository, StoreError
+    from spikeformer.ops.database import create_api_key
+    from spikeformer.store import StoreError
 
     try:
         db = database(database_url)
         db.ensure_ready()
-        with db.session() as s:
-            key, row = ApiKeyRepository(s).create(name or "cli", scope)
-            info = {"key": key, "id": row.id, "scopes": row.scope_list, "name": row.name}
+        info = create_api_key(db, name or "cli", scope)
     except (StoreError, ValueError) as e:
         fail(str(e), as_json=as_json)
     if as_json:
@@ -48,17 +47,17 @@ def keys_create(
             f"created key {info['id']} with scopes {', '.join(info['scopes'])}; store it now, it is not shown again:",
             highlight=False,
         )
-        print(key)
+        print(info["key"])
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[int, typer.Argument()], database_url: str | None = None) -> None:
     """Revoke an API key by id."""
-    from spikeformer.store import ApiKeyRepository, StoreError
+    from spikeformer.ops.database import revoke_api_key
+    from spikeformer.store import StoreError
 
     try:
-        with database(database_url).session() as s:
-            ok = ApiKeyRepository(s).revoke(key_id)
+        ok = revoke_api_key(database(database_url), key_id)
     except StoreError as e:
         fail(str(e))
     if not ok:
@@ -73,26 +72,20 @@ def maintenance(
     as_json: JsonFlag = False,
 ) -> None:
     """Maintenance mode: inference answers 503 with Retry-After and the message; liveness stays 200."""
-    import datetime as dt
-
-    from spikeformer.store import SettingsRepository, StoreError
+    from spikeformer.ops.database import Maintenance, save_maintenance
+    from spikeformer.store import StoreError
 
     if mode not in ("on", "off"):
         fail(f"mode must be 'on' or 'off', got {mode!r}", as_json=as_json)
-    value = {
-        "enabled": mode == "on",
-        "message": message,
-        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    value = Maintenance.now(mode == "on", message)
     try:
         db = database(database_url)
         db.ensure_ready()
-        with db.session() as s:
-            SettingsRepository(s).set("maintenance", value)
+        save_maintenance(db, value)
     except StoreError as e:
         fail(str(e), as_json=as_json)
     if as_json:
-        emit_json(value)
+        emit_json(value.to_dict())
     else:
         console.print(f"maintenance mode {mode}" + (f": {message}" if message else ""), highlight=False)
 
@@ -123,22 +116,19 @@ def db_long_queries(
     as_json: JsonFlag = False,
 ) -> None:
     """List PostgreSQL queries running longer than a threshold; cancel or terminate them when asked."""
-    from spikeformer.store import StoreError, cancel_backend, long_running_queries, terminate_backend
+    from spikeformer.ops.database import signal_long_queries
+    from spikeformer.store import StoreError
 
     if cancel and terminate:
         fail(
             "give --cancel or --terminate, not both (cancel first; terminate only if that did not help)",
             as_json=as_json,
         )
+    action = "cancel" if cancel else "terminate" if terminate else None
     try:
         seconds = parse_duration(older_than)
         db = database(database_url)
-        rows = long_running_queries(db, seconds)
-        action = "cancel" if cancel else "terminate" if terminate else None
-        signal_fn = cancel_backend if cancel else terminate_backend
-        for r in rows:
-            if action:
-                r["signalled"] = bool(signal_fn(db, r["pid"]))
+        rows = signal_long_queries(db, seconds, action)
         db.dispose()
     except (StoreError, ValueError) as e:
         fail(str(e), as_json=as_json)

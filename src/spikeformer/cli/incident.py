@@ -53,13 +53,8 @@ _IncidentId = Annotated[int, typer.Argument(help="Incident id.")]
 
 
 def _exit_code(err: Exception) -> int:
-    """The exit status for ``err``: its ``exit_code`` if it has one, else 1 for an unknown incident and 2 otherwise."""
-    code = getattr(err, "exit_code", None)
-    if isinstance(code, int):
-        return code
-    from spikeformer.ops.incidents import IncidentNotFoundError
-
-    return 1 if isinstance(err, IncidentNotFoundError) else 2
+    """The exit status for ``err``: an incident error's own ``exit_code``; 2 for a store error or invalid input."""
+    return err.exit_code if isinstance(getattr(err, "exit_code", None), int) else 2  # type: ignore[attr-defined]
 
 
 def _run(database_url: str | None, as_json: bool, op: Callable[[IncidentService], T]) -> T:

@@ -44,14 +44,13 @@ width and depth, used only to measure what the convertible choices cost; it cann
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from spikeformer._deprecation import moved_names
 from spikeformer.functional.attention import merge_heads, split_heads
 from spikeformer.models._base import ResidualBlock, SpikingVisionModel, image_size, transformer_checks
 from spikeformer.models._registry import register_model
@@ -78,15 +77,7 @@ NEURON_KINDS = neurons.CONVERTED_NEURONS
 _MOVED = {"QCFS": "spikeformer.nn.quant", "QuantIF": "spikeformer.nn.neuron", "STBIF": "spikeformer.nn.neuron"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(
-            f"spikeformer.models.vit_relu.{name} moved to {_MOVED[name]}; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 def expectation_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spikeformer import __version__
+from spikeformer._deprecation import moved_names
 from spikeformer.serve import metrics, middleware
 from spikeformer.serve.api import admin, classify, console, incidents, jobs, oip, status
 from spikeformer.serve.errors import ServiceError
@@ -45,19 +44,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("spikeformer.serve")
 
-_MOVED_TO_MIDDLEWARE = ("BodySizeLimit", "InflightLimit")
-
-
-def __getattr__(name: str) -> Any:
-    """The middleware classes once defined here, with a DeprecationWarning (they live in serve.middleware)."""
-    if name in _MOVED_TO_MIDDLEWARE:
-        warnings.warn(
-            f"spikeformer.serve.app.{name} moved to spikeformer.serve.middleware; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(middleware, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the middleware classes live in serve.middleware; importing them from here warns
+__getattr__ = moved_names(__name__, dict.fromkeys(("BodySizeLimit", "InflightLimit"), "spikeformer.serve.middleware"))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -23,7 +23,7 @@ from spikeformer.serve import metrics
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository
 from spikeformer.serve.services.jobs import payload_images
 from spikeformer.settings import Settings
-from spikeformer.store import Database, JobRepository, StoreError
+from spikeformer.store import Database, JobStore, StoreError
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -73,7 +73,7 @@ class Worker:
             x = mv.pipeline.preprocess(images)
         except (ModelNotFoundError, ModelNotReadyError, ValueError, OSError) as e:
             with self.db.session() as s:
-                JobRepository(s).fail(job.id, self.worker_id, str(e)[:1000])
+                JobStore(s).fail(job.id, self.worker_id, str(e)[:1000])
             return "failed"
         preds, spikes = [], 0
         for start in range(0, len(x), opts.chunk_size):
@@ -81,7 +81,7 @@ class Worker:
             preds.extend(logits.argmax(1).tolist())
             spikes += int(stats.spikes.sum())
             with self.db.session() as s:
-                if not JobRepository(s).heartbeat(job.id, self.worker_id, opts.lease_s, progress=len(preds)):
+                if not JobStore(s).heartbeat(job.id, self.worker_id, opts.lease_s, progress=len(preds)):
                     log.warning("job %s: lease lost to another worker, abandoning", job.id)
                     return "lost"
         result = {
@@ -94,7 +94,7 @@ class Worker:
         if labels is not None:
             result["top1"] = float((torch.tensor(preds) == labels).float().mean())
         with self.db.session() as s:
-            ok = JobRepository(s).complete(job.id, self.worker_id, result)
+            ok = JobStore(s).complete(job.id, self.worker_id, result)
         return "done" if ok else "lost"
 
     def run(self) -> int:
@@ -107,7 +107,7 @@ class Worker:
                 break
             try:
                 with self.db.session() as s:
-                    job = JobRepository(s).claim(self.worker_id, self.options.lease_s)
+                    job = JobStore(s).claim(self.worker_id, self.options.lease_s)
             except StoreError as e:
                 log.error("cannot claim jobs: %s", e)
                 job = None

@@ -1,4 +1,4 @@
-"""Repository of API keys: only a lookup prefix and a sha256 of each key are stored, never the key."""
+"""Store of API keys: only a lookup prefix and a sha256 of each key are stored, never the key."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from spikeformer._deprecation import moved_names
 from spikeformer.store._types import utcnow
 from spikeformer.store.tables import API_KEY_SCOPES, ApiKey
 
-__all__ = ["KEY_PREFIX", "ApiKeyRepository", "hash_key"]
+__all__ = ["KEY_PREFIX", "ApiKeyStore", "hash_key"]
 
 KEY_PREFIX = "sfk_"
 PREFIX_LENGTH = 8  # characters of the key kept in clear, to find its row and to show it to the owner
@@ -40,7 +41,7 @@ def _check_scopes(scopes: Sequence[str]) -> list[str]:
     return unique
 
 
-class ApiKeyRepository:
+class ApiKeyStore:
     """SQL for `api_keys`; the caller's session owns the transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -107,3 +108,7 @@ class ApiKeyRepository:
     def list(self) -> Sequence[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         return self._session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)).all()
+
+
+# the SQL classes are stores ("repository" names the model folder); the old name warns
+__getattr__ = moved_names(__name__, {"ApiKeyRepository": "spikeformer.store.api_keys:ApiKeyStore"})

@@ -1,4 +1,4 @@
-"""Repository of incidents: the incident rows, their timeline events and the Alertmanager alerts attached to them.
+"""Store of incidents: the incident rows, their timeline events and the Alertmanager alerts attached to them.
 
 The rules (which transitions are allowed, what each one records, severities and their targets) live in
 `spikeformer.ops.incidents`; this module only reads and writes rows. `get(..., lock=True)` takes a row lock on
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from spikeformer._deprecation import moved_names
 from spikeformer.store._types import utcnow
 from spikeformer.store.tables import (
     ALERT_STATUSES,
@@ -26,7 +27,7 @@ from spikeformer.store.tables import (
     IncidentEvent,
 )
 
-__all__ = ["ACTIVE_STATUSES", "IncidentRepository"]
+__all__ = ["ACTIVE_STATUSES", "IncidentStore"]
 
 # Incidents that still need people: their acknowledgement and update targets apply, alerts attach to them.
 ACTIVE_STATUSES = ("open", "acknowledged", "mitigated")
@@ -37,7 +38,7 @@ def _check(value: str, accepted: Sequence[str], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}: accepted {', '.join(accepted)}")
 
 
-class IncidentRepository:
+class IncidentStore:
     """SQL for `incidents`, `incident_events` and `incident_alerts`; the caller's session owns the transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -256,3 +257,7 @@ class IncidentRepository:
         self._session.add(alert)
         self._session.flush()
         return alert
+
+
+# the SQL classes are stores ("repository" names the model folder); the old name warns
+__getattr__ = moved_names(__name__, {"IncidentRepository": "spikeformer.store.incidents:IncidentStore"})

@@ -1,4 +1,4 @@
-"""Repository of inference records: one row per request, for availability, latency and energy reports."""
+"""Store of inference records: one row per request, for availability, latency and energy reports."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, case, cast, func, insert, select
 from sqlalchemy.orm import Session
 
+from spikeformer._deprecation import moved_names
 from spikeformer.store._sql import dialect_name
 from spikeformer.store._types import utcnow
 from spikeformer.store.tables import InferenceRecord
 
-__all__ = ["InferenceRecordRepository"]
+__all__ = ["InferenceRecordStore"]
 
 _COLUMNS = frozenset(InferenceRecord.__table__.columns.keys())
 
@@ -30,7 +31,7 @@ def _aware(value: datetime, name: str) -> datetime:
     return value
 
 
-class InferenceRecordRepository:
+class InferenceRecordStore:
     """SQL for `inference_records`; the caller's session owns the transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -151,3 +152,9 @@ class InferenceRecordRepository:
             total, ok = counts.get(current, (0, 0))
             out.append({"date": current, "total": total, "ok": ok})
         return out
+
+
+# the SQL classes are stores ("repository" names the model folder); the old name warns
+__getattr__ = moved_names(
+    __name__, {"InferenceRecordRepository": "spikeformer.store.inference_records:InferenceRecordStore"}
+)

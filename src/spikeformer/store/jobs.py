@@ -1,4 +1,4 @@
-"""Repository of batch jobs: submission, claiming with a lease, heartbeats and exactly-once results.
+"""Store of batch jobs: submission, claiming with a lease, heartbeats and exactly-once results.
 
 A worker owns a job while the job is `running` with the worker's id. A lease that is not renewed (`heartbeat`)
 expires, and any worker may then claim the job again (the first worker crashed or hung); the first worker's later
@@ -17,16 +17,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, Interval, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from spikeformer._deprecation import moved_names
 from spikeformer.store._sql import dialect_name
 from spikeformer.store._types import UTCDateTime, utcnow
 from spikeformer.store.tables import JOB_STATUSES, Job
 
-__all__ = ["JobRepository"]
+__all__ = ["JobStore"]
 
 _FETCH = {"synchronize_session": "fetch"}
 
 
-class JobRepository:
+class JobStore:
     """SQL for `jobs`; the caller's session owns the transaction (commit it soon after `claim`)."""
 
     def __init__(self, session: Session) -> None:
@@ -175,3 +176,7 @@ class JobRepository:
         for status, count in self._session.execute(stmt):
             counts[status] = int(count)
         return counts
+
+
+# the SQL classes are stores ("repository" names the model folder); the old name warns
+__getattr__ = moved_names(__name__, {"JobRepository": "spikeformer.store.jobs:JobStore"})

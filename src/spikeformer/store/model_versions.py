@@ -1,4 +1,4 @@
-"""Repository of model versions: what the model repository holds and whether each version loaded."""
+"""Store of model versions: what the model repository holds and whether each version loaded."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from spikeformer._deprecation import moved_names
 from spikeformer.store._sql import upsert_insert
 from spikeformer.store._types import utcnow
 from spikeformer.store.tables import MODEL_VERSION_STATUSES, ModelVersion
 
-__all__ = ["ModelVersionRepository"]
+__all__ = ["ModelVersionStore"]
 
 
 def _check_status(status: str) -> None:
@@ -21,7 +22,7 @@ def _check_status(status: str) -> None:
         )
 
 
-class ModelVersionRepository:
+class ModelVersionStore:
     """SQL for `model_versions`; the caller's session owns the transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -90,3 +91,7 @@ class ModelVersionRepository:
             .execution_options(synchronize_session=False)
         )
         return self._session.execute(stmt).rowcount == 1
+
+
+# the SQL classes are stores ("repository" names the model folder); the old name warns
+__getattr__ = moved_names(__name__, {"ModelVersionRepository": "spikeformer.store.model_versions:ModelVersionStore"})

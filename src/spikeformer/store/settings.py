@@ -1,4 +1,4 @@
-"""Repository of service-wide settings (maintenance mode and the like), stored as JSON text."""
+"""Store of service-wide settings (maintenance mode and the like), stored as JSON text."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from spikeformer._deprecation import moved_names
 from spikeformer.store._sql import upsert_insert
 from spikeformer.store._types import utcnow
 from spikeformer.store.tables import Setting
 
-__all__ = ["SettingsRepository"]
+__all__ = ["SettingsStore"]
 
 
-class SettingsRepository:
+class SettingsStore:
     """SQL for `settings`; the caller's session owns the transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -38,3 +39,7 @@ class SettingsRepository:
     def all(self) -> dict[str, Any]:
         """Every setting, parsed."""
         return {key: json.loads(value) for key, value in self._session.execute(select(Setting.key, Setting.value))}
+
+
+# the SQL classes are stores ("repository" names the model folder); the old name warns
+__getattr__ = moved_names(__name__, {"SettingsRepository": "spikeformer.store.settings:SettingsStore"})

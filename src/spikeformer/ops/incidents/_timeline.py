@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from spikeformer.ops.severity import Severity
-from spikeformer.store import Incident, IncidentEvent, IncidentRepository
+from spikeformer.store import Incident, IncidentEvent, IncidentStore
 
 __all__ = ["Timeline"]
 
@@ -23,24 +23,24 @@ class Timeline:
         self.clock = clock
 
     def add(
-        self, repo: IncidentRepository, incident_id: int, kind: str, author: str, message: str = "", **kw: Any
+        self, store: IncidentStore, incident_id: int, kind: str, author: str, message: str = "", **kw: Any
     ) -> IncidentEvent:
         """Append a timeline event at the clock's time (unless `created_at` is given).
 
         Args:
-            repo: the incident repository of the open transaction.
+            store: the incident store of the open transaction.
             incident_id: the incident.
             kind: one of `EVENT_KINDS`.
             author: who made the change.
             message: what the timeline shows.
-            **kw: `visibility`, `data`, `created_at` (see `IncidentRepository.add_event`).
+            **kw: `visibility`, `data`, `created_at` (see `IncidentStore.add_event`).
         """
         kw.setdefault("created_at", self.clock())
-        return repo.add_event(incident_id, kind, author, message, **kw)
+        return store.add_event(incident_id, kind, author, message, **kw)
 
     def open_incident(
         self,
-        repo: IncidentRepository,
+        store: IncidentStore,
         title: str,
         severity: Severity,
         author: str,
@@ -52,7 +52,7 @@ class Timeline:
         """Create an incident at `now` together with its public `opened` event: the one way an incident begins.
 
         Args:
-            repo: the incident repository of the open transaction.
+            store: the incident store of the open transaction.
             title: the incident's title (already checked).
             severity: its severity.
             author: who opens it (a person, or Alertmanager's receiver).
@@ -61,6 +61,6 @@ class Timeline:
             data: details stored with the `opened` event.
             **fields: other columns (`summary`, `impact`, `started_at`, `source`, `alert_group` ...).
         """
-        incident = repo.create(title, severity.name, created_at=now, last_update_at=now, updated_at=now, **fields)
-        self.add(repo, incident.id, "opened", author, message, visibility="public", data=data, created_at=now)
+        incident = store.create(title, severity.name, created_at=now, last_update_at=now, updated_at=now, **fields)
+        self.add(store, incident.id, "opened", author, message, visibility="public", data=data, created_at=now)
         return incident

@@ -19,7 +19,7 @@ from spikeformer.ops.incidents._validation import TITLE_MAX
 from spikeformer.ops.incidents.alertmanager import AlertGroup, WebhookAlert, alert_severity
 from spikeformer.ops.incidents.views import ACTIVE_STATUSES
 from spikeformer.ops.severity import Severity, get_severity
-from spikeformer.store import Incident, IncidentRepository
+from spikeformer.store import Incident, IncidentStore
 
 __all__ = ["ALERTMANAGER_AUTHOR", "AlertGroupRecorder"]
 
@@ -36,11 +36,11 @@ class AlertGroupRecorder:
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
 
-    def apply(self, repo: IncidentRepository, group: AlertGroup, key: str) -> dict[str, Any]:
+    def apply(self, store: IncidentStore, group: AlertGroup, key: str) -> dict[str, Any]:
         """Open or update the incident of `group`.
 
         Args:
-            repo: the incident repository of the open transaction.
+            store: the incident store of the open transaction.
             group: the parsed notification.
             key: `group_hash(group.group_key)`.
 
@@ -50,12 +50,12 @@ class AlertGroupRecorder:
         """
         now = self.timeline.clock()
         author = f"{ALERTMANAGER_AUTHOR} ({group.receiver})" if group.receiver else ALERTMANAGER_AUTHOR
-        incident = repo.active_for_group(key) or repo.active_with_fingerprints(a.fingerprint for a in group.alerts)
-        before = len(repo.events(incident.id)) if incident else 0
+        incident = store.active_for_group(key) or store.active_with_fingerprints(a.fingerprint for a in group.alerts)
+        before = len(store.events(incident.id)) if incident else 0
         created = False
         previous = None
         if incident is None:
-            previous = repo.latest_for_group(key)
+            previous = store.latest_for_group(key)
             if not group.firing:
                 if previous is None:
                     return {
@@ -67,34 +67,34 @@ class AlertGroupRecorder:
                         "resolved": len(group.alerts),
                     }
                 incident = previous  # late resolved notifications are recorded on the group's last incident
-                before = len(repo.events(incident.id))
+                before = len(store.events(incident.id))
             else:
-                incident = self._open_from_group(repo, group, key, author, now, previous)
+                incident = self._open_from_group(store, group, key, author, now, previous)
                 created = True
-        self._record_alerts(repo, incident, group, author, now, previous if created else None)
+        self._record_alerts(store, incident, group, author, now, previous if created else None)
         if group.truncated_alerts:
             self.timeline.add(
-                repo,
+                store,
                 incident.id,
                 "note",
                 author,
                 f"Alertmanager left {group.truncated_alerts} alert(s) of the group out of the notification "
                 f"(max_alerts); see {group.external_url or 'Alertmanager'}",
             )
-        alerts = repo.alerts(incident.id)
+        alerts = store.alerts(incident.id)
         return {
             "incident_id": incident.id,
             "created": created,
             "sev": incident.sev,
             "status": incident.status,
-            "events_added": len(repo.events(incident.id)) - (0 if created else before),
+            "events_added": len(store.events(incident.id)) - (0 if created else before),
             "firing": sum(a.status == "firing" for a in alerts),
             "resolved": sum(a.status == "resolved" for a in alerts),
         }
 
     def _open_from_group(
         self,
-        repo: IncidentRepository,
+        store: IncidentStore,
         group: AlertGroup,
         key: str,
         author: str,
@@ -109,7 +109,7 @@ class AlertGroupRecorder:
         title = " ".join(title.split())[:TITLE_MAX] or "Alertmanager alert group"
         starts = [a.starts_at for a in firing if a.starts_at is not None and a.starts_at <= now]
         incident = self.timeline.open_incident(
-            repo,
+            store,
             title,
             severity,
             author,
@@ -127,7 +127,7 @@ class AlertGroupRecorder:
         )
         if previous is not None:
             self.timeline.add(
-                repo,
+                store,
                 incident.id,
                 "note",
                 author,
@@ -138,7 +138,7 @@ class AlertGroupRecorder:
 
     def _record_alerts(
         self,
-        repo: IncidentRepository,
+        store: IncidentStore,
         incident: Incident,
         group: AlertGroup,
         author: str,
@@ -148,15 +148,15 @@ class AlertGroupRecorder:
         changed_any = False
         for alert in group.alerts:
             severity, problem = alert_severity(alert.labels)
-            row = repo.get_alert(incident.id, alert.fingerprint)
+            row = store.get_alert(incident.id, alert.fingerprint)
             if row is None:
                 if (
                     alert.status == "resolved"
                     and previous is not None
-                    and repo.get_alert(previous.id, alert.fingerprint)
+                    and store.get_alert(previous.id, alert.fingerprint)
                 ):
                     continue  # already recorded as resolved on the group's previous incident
-                row = repo.add_alert(
+                row = store.add_alert(
                     incident.id,
                     alert.fingerprint,
                     alert.status,
@@ -167,7 +167,7 @@ class AlertGroupRecorder:
                     alert.generator_url,
                     severity.name,
                 )
-                self._alert_event(repo, incident, alert, author, again=False)
+                self._alert_event(store, incident, alert, author, again=False)
                 changed = True
             else:
                 refired = alert.status == "firing" and (
@@ -182,17 +182,17 @@ class AlertGroupRecorder:
                 row.sev = severity.name
                 row.last_seen_at = now
                 if changed:
-                    self._alert_event(repo, incident, alert, author, again=refired)
+                    self._alert_event(store, incident, alert, author, again=refired)
             changed_any |= changed
             if changed and alert.status == "firing":
                 if problem:
-                    self.timeline.add(repo, incident.id, "note", author, f"{problem}; classified {severity.name}")
-                self._apply_alert_severity(repo, incident, alert, severity, author)
+                    self.timeline.add(store, incident.id, "note", author, f"{problem}; classified {severity.name}")
+                self._apply_alert_severity(store, incident, alert, severity, author)
         if changed_any and incident.status in ACTIVE_STATUSES:
-            alerts = repo.alerts(incident.id)
+            alerts = store.alerts(incident.id)
             if alerts and all(a.status == "resolved" for a in alerts):
                 self.timeline.add(
-                    repo,
+                    store,
                     incident.id,
                     "alerts_resolved",
                     author,
@@ -201,7 +201,7 @@ class AlertGroupRecorder:
                 )
 
     def _alert_event(
-        self, repo: IncidentRepository, incident: Incident, alert: WebhookAlert, author: str, again: bool
+        self, store: IncidentStore, incident: Incident, alert: WebhookAlert, author: str, again: bool
     ) -> None:
         what = alert.annotations.get("summary") or alert.annotations.get("description") or ""
         if alert.status == "firing":
@@ -211,7 +211,7 @@ class AlertGroupRecorder:
             text = f"Alert {alert.name} resolved"
             kind, at = "alert_resolved", alert.ends_at
         self.timeline.add(
-            repo,
+            store,
             incident.id,
             kind,
             author,
@@ -227,7 +227,7 @@ class AlertGroupRecorder:
         )
 
     def _apply_alert_severity(
-        self, repo: IncidentRepository, incident: Incident, alert: WebhookAlert, severity: Severity, author: str
+        self, store: IncidentStore, incident: Incident, alert: WebhookAlert, severity: Severity, author: str
     ) -> None:
         current = get_severity(incident.sev)
         if incident.status not in ACTIVE_STATUSES or severity.level == current.level:
@@ -235,7 +235,7 @@ class AlertGroupRecorder:
         if severity.level < current.level:
             incident.sev = severity.name
             self.timeline.add(
-                repo,
+                store,
                 incident.id,
                 "severity",
                 author,
@@ -244,7 +244,7 @@ class AlertGroupRecorder:
             )
         else:
             self.timeline.add(
-                repo,
+                store,
                 incident.id,
                 "severity",
                 author,

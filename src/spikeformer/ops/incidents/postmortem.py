@@ -4,7 +4,7 @@ The draft follows the runbook's post-mortem process (timeline of events, metrics
 root cause analysis, action items with owners) and is due 48 hours after resolution. Impact is measured, not
 estimated: the inference records of the incident window [start, resolution) (or until now for an incident still
 open) are compared with the window of the same length just before it (at most 24 hours), from
-`InferenceRecordRepository.window_stats` (requests, failures, p50 / p99 latency of the successful ones) and the
+`InferenceRecordStore.window_stats` (requests, failures, p50 / p99 latency of the successful ones) and the
 failures by status (`error`, `timeout`, `rejected`).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from spikeformer.ops.incidents.views import format_duration, targets
 from spikeformer.ops.severity import get_severity
-from spikeformer.store import Incident, IncidentAlert, IncidentEvent, InferenceRecordRepository
+from spikeformer.store import Incident, IncidentAlert, IncidentEvent, InferenceRecordStore
 
 __all__ = ["BASELINE_MAX", "impact_windows", "render_postmortem"]
 
@@ -55,7 +55,7 @@ def _target(label: str, at: datetime | None, start: datetime, target_min: int | 
 
 
 def impact_windows(
-    records: InferenceRecordRepository, incident: Incident, now: datetime
+    records: InferenceRecordStore, incident: Incident, now: datetime
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The inference records of the incident window and of the window just before it (the baseline).
 

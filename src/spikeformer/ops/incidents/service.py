@@ -51,7 +51,7 @@ from spikeformer.ops.incidents.views import ACTIVE_STATUSES, format_duration, in
 from spikeformer.ops.severity import SEVERITIES, Severity
 from spikeformer.ops.smoke import SmokeResultError, assess_result
 from spikeformer.settings import ENV_PREFIX, get_settings
-from spikeformer.store import Database, Incident, IncidentRepository, InferenceRecordRepository
+from spikeformer.store import Database, Incident, IncidentStore, InferenceRecordStore
 from spikeformer.store._types import utcnow
 
 __all__ = [
@@ -131,8 +131,8 @@ class IncidentService:
     # -- helpers ------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _load(repo: IncidentRepository, incident_id: int, lock: bool = True) -> Incident:
-        incident = repo.get(incident_id, lock=lock)
+    def _load(store: IncidentStore, incident_id: int, lock: bool = True) -> Incident:
+        incident = store.get(incident_id, lock=lock)
         if incident is None:
             raise IncidentNotFoundError(f"no incident with id {incident_id} (list them: GET /v1/incidents)")
         return incident
@@ -148,27 +148,27 @@ class IncidentService:
     @contextmanager
     def _change(
         self, incident_id: int, allowed: tuple[str, ...] = (), action: str = ""
-    ) -> Iterator[tuple[IncidentRepository, Incident]]:
+    ) -> Iterator[tuple[IncidentStore, Incident]]:
         """A transaction holding the incident's row lock; refused unless its status is in `allowed` (when given)."""
         with self.db.session() as s:
-            repo = IncidentRepository(s)
-            incident = self._load(repo, incident_id)
+            store = IncidentStore(s)
+            incident = self._load(store, incident_id)
             if allowed:
                 self._require(incident, allowed, action)
-            yield repo, incident
+            yield store, incident
 
     def _silences(self) -> Silences:
         return Silences(self.db, self._timeline, self.http_timeout_s, self.transport)
 
-    def _acknowledge_row(self, repo: IncidentRepository, incident: Incident, author: str, now: datetime) -> None:
+    def _acknowledge_row(self, store: IncidentStore, incident: Incident, author: str, now: datetime) -> None:
         incident.status = "acknowledged"
         incident.acknowledged_at = now
         incident.acknowledged_by = author
         took = format_duration(now - incident.started_at)
-        self._timeline.add(repo, incident.id, "acknowledged", author, f"Acknowledged by {author} ({took} after start)")
+        self._timeline.add(store, incident.id, "acknowledged", author, f"Acknowledged by {author} ({took} after start)")
         if not incident.commander:
             incident.commander = author
-            self._timeline.add(repo, incident.id, "commander", author, f"Incident commander: {author}")
+            self._timeline.add(store, incident.id, "commander", author, f"Incident commander: {author}")
 
     def _view_and_post(self, incident_id: int, kind: str, author: str, chat_url: str | None) -> dict[str, Any]:
         """The incident's view, plus `chat` (the outcome of posting the `kind` message) when `chat_url` is given."""
@@ -217,9 +217,9 @@ class IncidentService:
             raise IncidentInputError(f"started_at {started.isoformat()} is in the future (now {now.isoformat()})")
         summary = check.text(summary, "summary")
         with self.db.session() as s:
-            repo = IncidentRepository(s)
+            store = IncidentStore(s)
             incident = self._timeline.open_incident(
-                repo,
+                store,
                 title,
                 severity,
                 author,
@@ -231,7 +231,7 @@ class IncidentService:
                 started_at=started,
             )
             if incident.commander:
-                self._timeline.add(repo, incident.id, "commander", author, f"Incident commander: {incident.commander}")
+                self._timeline.add(store, incident.id, "commander", author, f"Incident commander: {incident.commander}")
             incident_id = incident.id
         return self._view_and_post(incident_id, "initial", author, chat_url)
 
@@ -268,20 +268,20 @@ class IncidentService:
                     f"got {format_duration(silence_duration)}"
                 )
         now = self.clock()
-        with self._change(incident_id) as (repo, incident):
+        with self._change(incident_id) as (store, incident):
             if incident.status != "open":
                 by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
                 raise IncidentConflictError(
                     f"cannot acknowledge incident {incident_id}: it is {incident.status}{by}; only open incidents "
                     f"are acknowledged"
                 )
-            matcher_sets = silence_matchers(repo, incident) if silence else []
+            matcher_sets = silence_matchers(store, incident) if silence else []
             if silence and not matcher_sets:
                 raise IncidentConflictError(
                     f"incident {incident_id} has no Alertmanager alerts to silence (it was opened by hand); "
                     f"acknowledge it without silence"
                 )
-            self._acknowledge_row(repo, incident, author, now)
+            self._acknowledge_row(store, incident, author, now)
             title = incident.title
         result = self.get(incident_id)
         if silence and am_url:
@@ -296,11 +296,11 @@ class IncidentService:
         commander = check.text(commander, "commander", required=True, limit=check.NAME_MAX)
         author = check.author(author)
         allowed = ("open", "acknowledged", "mitigated", "resolved")
-        with self._change(incident_id, allowed, "assign a commander to") as (repo, incident):
+        with self._change(incident_id, allowed, "assign a commander to") as (store, incident):
             before = incident.commander
             incident.commander = commander
             self._timeline.add(
-                repo,
+                store,
                 incident_id,
                 "commander",
                 author,
@@ -313,8 +313,8 @@ class IncidentService:
         message = check.text(message, "message", required=True)
         author = check.author(author)
         visibility = check.visibility(visibility)
-        with self._change(incident_id) as (repo, _incident):
-            self._timeline.add(repo, incident_id, "note", author, message, visibility=visibility)
+        with self._change(incident_id) as (store, _incident):
+            self._timeline.add(store, incident_id, "note", author, message, visibility=visibility)
         return self.get(incident_id)
 
     def post_update(
@@ -348,7 +348,7 @@ class IncidentService:
         now = self.clock()
         eta = check.aware(eta, "eta", now)
         chat_url = self.chat_webhook_url(webhook_url) if notify else None
-        with self._change(incident_id, ACTIVE_STATUSES, "post an update on") as (repo, incident):
+        with self._change(incident_id, ACTIVE_STATUSES, "post an update on") as (store, incident):
             data: dict[str, Any] = {}
             if progress is not None:
                 incident.progress = data["progress"] = check.text(progress, "progress")
@@ -358,7 +358,7 @@ class IncidentService:
                 incident.eta = eta
                 data["eta"] = eta.isoformat()
             incident.last_update_at = now
-            self._timeline.add(repo, incident_id, "update", author, message, visibility=visibility, data=data or None)
+            self._timeline.add(store, incident_id, "update", author, message, visibility=visibility, data=data or None)
         return self._view_and_post(incident_id, "update", author, chat_url)
 
     def set_severity(
@@ -369,13 +369,13 @@ class IncidentService:
         author = check.author(author)
         reason = check.text(reason, "reason")
         allowed = (*ACTIVE_STATUSES, "resolved")
-        with self._change(incident_id, allowed, "change the severity of") as (repo, incident):
+        with self._change(incident_id, allowed, "change the severity of") as (store, incident):
             if incident.sev == severity.name:
                 raise IncidentConflictError(f"incident {incident_id} is already {severity.name}")
             before = incident.sev
             incident.sev = severity.name
             self._timeline.add(
-                repo,
+                store,
                 incident_id,
                 "severity",
                 author,
@@ -389,14 +389,14 @@ class IncidentService:
         author = check.author(author)
         message = check.text(message, "message")
         now = self.clock()
-        with self._change(incident_id, ("open", "acknowledged"), "mitigate") as (repo, incident):
+        with self._change(incident_id, ("open", "acknowledged"), "mitigate") as (store, incident):
             if incident.status == "open":
-                self._acknowledge_row(repo, incident, author, now)
+                self._acknowledge_row(store, incident, author, now)
             incident.status = "mitigated"
             incident.mitigated_at = now
             took = format_duration(now - incident.started_at)
             self._timeline.add(
-                repo,
+                store,
                 incident_id,
                 "mitigated",
                 author,
@@ -439,9 +439,9 @@ class IncidentService:
         now = self.clock()
         meeting = check.aware(postmortem_meeting_at, "postmortem_meeting_at", now)
         chat_url = self.chat_webhook_url(webhook_url) if notify else None
-        with self._change(incident_id, ACTIVE_STATUSES, "resolve") as (repo, incident):
+        with self._change(incident_id, ACTIVE_STATUSES, "resolve") as (store, incident):
             if incident.status == "open":
-                self._acknowledge_row(repo, incident, author, now)
+                self._acknowledge_row(store, incident, author, now)
             if root_cause is not None:
                 incident.root_cause = check.text(root_cause, "root_cause")
             if resolution is not None:
@@ -455,7 +455,7 @@ class IncidentService:
             text = check.text(message, "message") or incident.resolution or ""
             took = format_duration(now - incident.started_at)
             self._timeline.add(
-                repo,
+                store,
                 incident_id,
                 "resolved",
                 author,
@@ -502,10 +502,10 @@ class IncidentService:
         if force and not reason:
             raise IncidentInputError("force needs a reason: why may the incident close without a passing smoke run?")
         now = self.clock()
-        with self._change(incident_id, ("resolved",), "close") as (repo, incident):
+        with self._change(incident_id, ("resolved",), "close") as (store, incident):
             if force:
                 self._timeline.add(
-                    repo,
+                    store,
                     incident_id,
                     "close_forced",
                     author,
@@ -528,10 +528,10 @@ class IncidentService:
                         f"incident {incident_id} stays resolved: {verdict}; fix it and run `spikeformer smoke` again, "
                         "or close with force and a reason"
                     )
-                self._timeline.add(repo, incident_id, "smoke", author, f"Recovery verified: {verdict}", data=summary)
+                self._timeline.add(store, incident_id, "smoke", author, f"Recovery verified: {verdict}", data=summary)
             incident.status = "closed"
             incident.closed_at = now
-            self._timeline.add(repo, incident_id, "closed", author, "Closed" + (f": {message}" if message else ""))
+            self._timeline.add(store, incident_id, "closed", author, "Closed" + (f": {message}" if message else ""))
         return self.get(incident_id)
 
     # -- queries ------------------------------------------------------------------------------------------------
@@ -541,9 +541,11 @@ class IncidentService:
         if visibility is not None:
             check.visibility(visibility)
         with self.db.session() as s:
-            repo = IncidentRepository(s)
-            incident = self._load(repo, incident_id, lock=False)
-            return incident_view(incident, self.clock(), repo.events(incident.id, visibility), repo.alerts(incident.id))
+            store = IncidentStore(s)
+            incident = self._load(store, incident_id, lock=False)
+            return incident_view(
+                incident, self.clock(), store.events(incident.id, visibility), store.alerts(incident.id)
+            )
 
     def list_incidents(self, statuses: list[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Incidents, newest first, with their overdue flags (no timelines).
@@ -558,7 +560,7 @@ class IncidentService:
         wanted = check.statuses(statuses)
         now = self.clock()
         with self.db.session() as s:
-            return [incident_view(i, now) for i in IncidentRepository(s).list_recent(wanted, limit)]
+            return [incident_view(i, now) for i in IncidentStore(s).list_recent(wanted, limit)]
 
     def severity_metrics(self) -> dict[str, dict[str, int]]:
         """Per SEV: active incidents, those past their acknowledgement target, those past their update interval.
@@ -569,7 +571,7 @@ class IncidentService:
         counts = {s.name: {"open": 0, "ack_overdue": 0, "update_overdue": 0} for s in SEVERITIES}
         now = self.clock()
         with self.db.session() as s:
-            for incident in IncidentRepository(s).list_active():
+            for incident in IncidentStore(s).list_active():
                 t = targets(incident, now)
                 row = counts[incident.sev]
                 row["open"] += 1
@@ -582,9 +584,9 @@ class IncidentService:
     def message(self, incident_id: int, kind: str) -> str:
         """The runbook's `initial`, `update` or `resolution` message filled from the incident."""
         with self.db.session() as s:
-            repo = IncidentRepository(s)
-            incident = self._load(repo, incident_id, lock=False)
-            return render_message(kind, incident, repo.last_event(incident_id, "update"), self.clock())
+            store = IncidentStore(s)
+            incident = self._load(store, incident_id, lock=False)
+            return render_message(kind, incident, store.last_event(incident_id, "update"), self.clock())
 
     def post_message(self, incident_id: int, kind: str, author: str, webhook_url: str | None = None) -> dict[str, Any]:
         """Render a message and post it to the chat webhook; the outcome is recorded in the timeline.
@@ -605,20 +607,18 @@ class IncidentService:
         else:
             line = f"Posting the {_MESSAGE_NAMES[kind]} to the chat webhook failed: {outcome['error']}"
         with self.db.session() as s:
-            self._timeline.add(
-                IncidentRepository(s), incident_id, "chat", author, line, data={"message": kind, **outcome}
-            )
+            self._timeline.add(IncidentStore(s), incident_id, "chat", author, line, data={"message": kind, **outcome})
         return {"kind": kind, "text": text, **outcome}
 
     def postmortem(self, incident_id: int) -> str:
         """The post-mortem draft (Markdown) with the impact measured from the inference records."""
         now = self.clock()
         with self.db.session() as s:
-            repo = IncidentRepository(s)
-            incident = self._load(repo, incident_id, lock=False)
-            window, baseline = impact_windows(InferenceRecordRepository(s), incident, now)
+            store = IncidentStore(s)
+            incident = self._load(store, incident_id, lock=False)
+            window, baseline = impact_windows(InferenceRecordStore(s), incident, now)
             return render_postmortem(
-                incident, repo.events(incident_id), repo.alerts(incident_id), window, baseline, now
+                incident, store.events(incident_id), store.alerts(incident_id), window, baseline, now
             )
 
     # -- Alertmanager -------------------------------------------------------------------------------------------
@@ -643,7 +643,7 @@ class IncidentService:
         for attempt in range(3):
             try:
                 with self.db.session() as s:
-                    result = recorder.apply(IncidentRepository(s), group, key)
+                    result = recorder.apply(IncidentStore(s), group, key)
                 break
             except IntegrityError:
                 # Another replica opened the group's incident at the same time: apply to that one.

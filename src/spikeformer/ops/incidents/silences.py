@@ -17,17 +17,17 @@ import httpx
 
 from spikeformer.ops.incidents._timeline import Timeline
 from spikeformer.ops.incidents.alertmanager import create_silence, expire_silence
-from spikeformer.store import Database, Incident, IncidentRepository
+from spikeformer.store import Database, Incident, IncidentStore
 
 __all__ = ["Silences", "silence_matchers"]
 
 
-def silence_matchers(repo: IncidentRepository, incident: Incident) -> list[dict[str, str]]:
+def silence_matchers(store: IncidentStore, incident: Incident) -> list[dict[str, str]]:
     """The label sets to silence: the group labels, else the labels of each firing alert (empty: nothing to silence)."""
     group_labels = json.loads(incident.group_labels) if incident.group_labels else {}
     if group_labels:
         return [group_labels]
-    return [json.loads(a.labels) for a in repo.alerts(incident.id, "firing") if json.loads(a.labels)]
+    return [json.loads(a.labels) for a in store.alerts(incident.id, "firing") if json.loads(a.labels)]
 
 
 class Silences:
@@ -74,10 +74,10 @@ class Silences:
             except Exception as e:  # noqa: BLE001 - recorded, never raised: the acknowledgement stands
                 errors.append(f"cannot create the Alertmanager silence at {am_url} for {matchers}: {e}")
         with self.db.session() as s:
-            repo = IncidentRepository(s)
+            store = IncidentStore(s)
             for item in created:
                 self.timeline.add(
-                    repo,
+                    store,
                     incident_id,
                     "silence",
                     author,
@@ -87,14 +87,14 @@ class Silences:
                 )
             for error in errors:
                 self.timeline.add(
-                    repo, incident_id, "silence", author, error, data={"error": error, "alertmanager": am_url}
+                    store, incident_id, "silence", author, error, data={"error": error, "alertmanager": am_url}
                 )
         return {"silences": created, "silence_errors": errors}
 
     def expire(self, incident_id: int, author: str) -> None:
         """Expire the silences the incident's timeline records as created and not yet expired."""
         with self.db.session() as s:
-            events = IncidentRepository(s).events(incident_id)
+            events = IncidentStore(s).events(incident_id)
         created = {}
         for event in events:
             data = json.loads(event.data) if event.kind == "silence" and event.data else {}
@@ -112,6 +112,6 @@ class Silences:
                 outcomes.append((error, {"error": error, "silence": silence_id}))
         if outcomes:
             with self.db.session() as s:
-                repo = IncidentRepository(s)
+                store = IncidentStore(s)
                 for message, data in outcomes:
-                    self.timeline.add(repo, incident_id, "silence", author, message, data=data)
+                    self.timeline.add(store, incident_id, "silence", author, message, data=data)

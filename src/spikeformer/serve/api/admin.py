@@ -8,6 +8,7 @@ from functools import partial
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from spikeformer.ops.database import Maintenance, save_maintenance
 from spikeformer.serve.api.deps import AdminKey, State
 from spikeformer.serve.services import admin as admin_service
 from spikeformer.serve.services.store_calls import run_store
@@ -50,7 +51,7 @@ async def get_maintenance(state: State) -> dict:
 
 @router.post("/v1/admin/maintenance", summary="Turn maintenance mode on or off")
 async def set_maintenance(body: MaintenanceBody, state: State, _key: AdminKey) -> dict:
-    m = admin_service.maintenance_now(body.enabled, body.message)
-    await run_store(partial(admin_service.save_maintenance, state.db, m), "store maintenance mode")
+    m = Maintenance.now(body.enabled, body.message)
+    await run_store(partial(save_maintenance, state.db, m), "store maintenance mode")
     state.inference.maintenance = m
     return m.to_dict()

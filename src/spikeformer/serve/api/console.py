@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import asyncio
-import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 
+from spikeformer._deprecation import moved_names
 from spikeformer.serve.api.deps import InferKey, State, read_upload
 from spikeformer.serve.errors import not_found
 from spikeformer.serve.services import console as console_service
@@ -30,19 +30,10 @@ router = APIRouter(tags=["Console"])
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
-_MOVED = ("RASTER_LAYERS", "RASTER_NEURONS", "TRY_HARDWARE")
-
-
-def __getattr__(name: str) -> Any:
-    """The profile's constants once defined here, with a DeprecationWarning (they live in services.console)."""
-    if name in _MOVED:
-        warnings.warn(
-            f"spikeformer.serve.api.console.{name} moved to spikeformer.serve.services.console; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(console_service, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the profile's constants live in services.console; importing them from here warns
+__getattr__ = moved_names(
+    __name__, dict.fromkeys(("RASTER_LAYERS", "RASTER_NEURONS", "TRY_HARDWARE"), "spikeformer.serve.services.console")
+)
 
 
 @router.get("/console", include_in_schema=False)

@@ -11,7 +11,6 @@ current in the background). An incident error is answered with its own ``http_st
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from spikeformer._deprecation import moved_names
 from spikeformer.ops.incidents import IncidentError, IncidentService
 from spikeformer.ops.severity import SEVERITIES, render_markdown_table
 from spikeformer.serve.api.deps import AdminKey, AlertsKey, State, require_scope
@@ -45,19 +45,13 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 # The error kinds of ``ServiceError`` by the status an incident error carries (400 for any other).
 _ERROR_KINDS = {404: "not_found", 409: "conflict"}
 # Names that moved to ``spikeformer.serve.services.incident_watcher``; importing them from here warns.
-_MOVED = ("INCIDENT_METRICS_INTERVAL_S", "update_incident_metrics", "watch_incidents")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(
-            f"spikeformer.serve.api.incidents.{name} moved to spikeformer.serve.services.incident_watcher; "
-            "import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(incident_watcher, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(
+    __name__,
+    dict.fromkeys(
+        ("INCIDENT_METRICS_INTERVAL_S", "update_incident_metrics", "watch_incidents"),
+        "spikeformer.serve.services.incident_watcher",
+    ),
+)
 
 
 def _http_error(err: IncidentError) -> ServiceError:

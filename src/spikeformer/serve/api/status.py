@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from spikeformer._deprecation import moved_names
 from spikeformer.serve.api.deps import AlertsKey, InferKey, State
 from spikeformer.serve.errors import not_found
 from spikeformer.serve.services import smoke
@@ -67,34 +67,23 @@ async def status_page(state: State) -> HTMLResponse:
     return HTMLResponse(page.render_status_html(await status_service.current_status(state)), headers=_HEADERS)
 
 
-_MOVED = {
-    **{
-        name: status_service
-        for name in (
-            "AVAILABILITY_DEGRADED",
-            "AVAILABILITY_OK",
-            "CACHE_TTL_S",
-            "HISTORY_DAYS",
-            "JOB_RECENT",
-            "JOB_WAIT_LIMIT",
-            "STATES",
-            "build_status",
-            "day_state",
-            "workers_state",
-        )
+# the status page's logic lives in serve.services; importing it from here warns
+_STATUS_NAMES = (
+    "AVAILABILITY_DEGRADED",
+    "AVAILABILITY_OK",
+    "CACHE_TTL_S",
+    "HISTORY_DAYS",
+    "JOB_RECENT",
+    "JOB_WAIT_LIMIT",
+    "STATES",
+    "build_status",
+    "day_state",
+    "workers_state",
+)
+__getattr__ = moved_names(
+    __name__,
+    {
+        **dict.fromkeys(_STATUS_NAMES, "spikeformer.serve.services.status"),
+        "render_status_html": "spikeformer.serve.services.status_page",
     },
-    "render_status_html": page,
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The status page's logic once defined here, with a DeprecationWarning (it lives in serve.services)."""
-    if name in _MOVED:
-        module = _MOVED[name]
-        warnings.warn(
-            f"spikeformer.serve.api.status.{name} moved to {module.__name__}; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+)

@@ -1,20 +1,17 @@
-"""Operator actions: load, unload and roll back model versions, and maintenance mode.
+"""Operator actions on the in-process model repository: load, unload and roll back model versions.
 
-The model actions work on the in-process model repository and raise :class:`ServiceError` (404 unknown model,
-409 nothing to roll back to); ``save_maintenance`` is a blocking store call that routes run through ``run_store``.
+They raise :class:`ServiceError` (404 unknown model, 409 nothing to roll back to). Maintenance mode is stored by
+``spikeformer.ops.database`` (shared with the CLI).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from spikeformer.serve.errors import ServiceError, not_found
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository
-from spikeformer.serve.services.inference import Maintenance
-from spikeformer.store import Database, SettingsRepository
 
-__all__ = ["load_model", "maintenance_now", "rollback", "save_maintenance", "unload_model"]
+__all__ = ["load_model", "rollback", "unload_model"]
 
 
 def load_model(repo: ModelRepository, name: str) -> list[dict[str, Any]]:
@@ -57,14 +54,3 @@ def rollback(repo: ModelRepository, name: str) -> str:
     except ModelNotReadyError as e:
         raise ServiceError(409, str(e), kind="conflict") from None
     return mv.version
-
-
-def maintenance_now(enabled: bool, message: str) -> Maintenance:
-    """Maintenance mode as an operator sets it now (``since``: the current UTC time, to the second)."""
-    return Maintenance(enabled, message, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-
-
-def save_maintenance(db: Database, maintenance: Maintenance) -> None:
-    """Store maintenance mode, where every replica's settings poll reads it. Blocking; raises ``StoreError``."""
-    with db.session() as s:
-        SettingsRepository(s).set("maintenance", maintenance.to_dict())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spikeformer.store import ApiKeyRepository, Database
+from spikeformer.store import ApiKeyStore, Database
 
 __all__ = ["key_scopes"]
 
@@ -15,5 +15,5 @@ def key_scopes(db: Database, key: str) -> set[str] | None:
         key: The key as presented (``Authorization: Bearer <key>`` or ``X-API-Key``).
     """
     with db.session() as s:
-        row = ApiKeyRepository(s).verify(key)
+        row = ApiKeyStore(s).verify(key)
         return None if row is None else set(row.scope_list)

@@ -10,15 +10,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from spikeformer.ops.database import Maintenance, read_maintenance
 from spikeformer.serve import metrics
-from spikeformer.serve.services.inference import Maintenance
 from spikeformer.serve.state import ServiceState
 from spikeformer.store import (
     Database,
-    InferenceRecordRepository,
-    JobRepository,
-    ModelVersionRepository,
-    SettingsRepository,
+    InferenceRecordStore,
+    JobStore,
+    ModelVersionStore,
     StoreError,
     connection_stats,
     long_running_queries,
@@ -34,7 +33,7 @@ def record_writer(db: Database) -> Callable[[list[dict]], None]:
 
     def write(records: list[dict]) -> None:
         with db.session() as s:
-            InferenceRecordRepository(s).add_many(records)
+            InferenceRecordStore(s).add_many(records)
 
     return write
 
@@ -43,7 +42,7 @@ def sync_model_versions(state: ServiceState) -> None:
     """Best effort: mirror the repository's versions into the model_versions table."""
     try:
         with state.db.session() as s:
-            repo = ModelVersionRepository(s)
+            repo = ModelVersionStore(s)
             for mv in state.repo.all_versions():
                 repo.upsert(
                     mv.name,
@@ -58,11 +57,11 @@ def sync_model_versions(state: ServiceState) -> None:
         log.warning("could not record model versions in the database: %s", e)
 
 
-def _read_settings(state: ServiceState) -> tuple[object, dict[str, int]]:
+def _read_settings(state: ServiceState) -> tuple[Maintenance | None, dict[str, int]]:
     """Maintenance mode and the job counts; on PostgreSQL also the connection and query gauges."""
+    m = read_maintenance(state.db)
     with state.db.session() as s:
-        m = SettingsRepository(s).get("maintenance")
-        counts = JobRepository(s).count_by_status()
+        counts = JobStore(s).count_by_status()
     if state.db.is_postgresql:
         stats = connection_stats(state.db)
         metrics.DB_CONNECTIONS_IN_USE.set(stats["in_use"])
@@ -78,10 +77,8 @@ async def poll_settings(state: ServiceState) -> None:
     while True:
         try:
             m, counts = await loop.run_in_executor(None, _read_settings, state)
-            if isinstance(m, dict):
-                state.inference.maintenance = Maintenance(
-                    bool(m.get("enabled")), str(m.get("message", "")), m.get("since")
-                )
+            if m is not None:
+                state.inference.maintenance = m
             for st in ("queued", "running", "done", "failed"):
                 metrics.JOBS.labels(st).set(counts.get(st, 0))
         except StoreError:

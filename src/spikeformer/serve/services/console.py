@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from prometheus_client.metrics import MetricWrapperBase
 
+from spikeformer.ops.database import Maintenance
 from spikeformer.serve import metrics
-from spikeformer.serve.services.inference import InferenceService, Maintenance
+from spikeformer.serve.services.inference import InferenceService
 
 __all__ = ["RASTER_LAYERS", "RASTER_NEURONS", "TRY_HARDWARE", "process_stats", "profile_image", "try_image"]
 

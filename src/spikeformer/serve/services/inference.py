@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from spikeformer.ops.database import Maintenance
 from spikeformer.serve import metrics
 from spikeformer.serve.batcher import BatchResult, DynamicBatcher, QueueFullError
 from spikeformer.serve.errors import ServiceError, not_found, timeout, unavailable
@@ -21,18 +22,6 @@ from spikeformer.serve.services.tensors import decode_image, parse_input_tensor,
 from spikeformer.settings import Settings
 
 __all__ = ["InferenceService", "Maintenance", "EnergyEstimate"]
-
-
-@dataclass
-class Maintenance:
-    """Maintenance mode as last read from the database (or set through the admin API)."""
-
-    enabled: bool = False
-    message: str = ""
-    since: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "message": self.message, "since": self.since}
 
 
 @dataclass

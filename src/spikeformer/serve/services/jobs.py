@@ -17,7 +17,7 @@ import torch
 
 from spikeformer.serve.errors import bad_request
 from spikeformer.serve.services.tensors import parse_input_tensor
-from spikeformer.store import Database, JobRepository
+from spikeformer.store import Database, JobStore
 
 if TYPE_CHECKING:
     from spikeformer.serve.services.inference import InferenceService
@@ -66,13 +66,13 @@ def new_job(inference: InferenceService, body: Any) -> NewJob:
 def submit_job(db: Database, job: NewJob) -> dict[str, Any]:
     """Store a validated job (status ``queued``); its public view. Blocking; raises ``StoreError``."""
     with db.session() as s:
-        return job_view(JobRepository(s).submit(job.model, job.payload, job.total, version=job.version))
+        return job_view(JobStore(s).submit(job.model, job.payload, job.total, version=job.version))
 
 
 def read_job(db: Database, job_id: str) -> dict[str, Any] | None:
     """The public view of a job, or ``None`` for an unknown id. Blocking; raises ``StoreError``."""
     with db.session() as s:
-        job = JobRepository(s).get(job_id)
+        job = JobStore(s).get(job_id)
         return None if job is None else job_view(job)
 
 

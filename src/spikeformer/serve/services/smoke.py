@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from spikeformer.serve.errors import not_found, unavailable
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository
-from spikeformer.store import Database, InferenceRecordRepository, StoreError
+from spikeformer.store import Database, InferenceRecordStore, StoreError
 
 __all__ = ["RECORD_FIELDS", "model_samples", "read_record"]
 
@@ -96,7 +96,7 @@ def read_record(db: Database, record_id: str) -> dict[str, Any] | None:
     """
     try:
         with db.session() as s:
-            r = InferenceRecordRepository(s).get(record_id)
+            r = InferenceRecordStore(s).get(record_id)
             if r is None:
                 return None
             return {"id": r.id, "created_at": r.created_at.isoformat(), **{k: getattr(r, k) for k in RECORD_FIELDS}}

@@ -38,9 +38,9 @@ from spikeformer.serve.state import ServiceState
 from spikeformer.store import (
     ACTIVE_STATUSES,
     Database,
-    IncidentRepository,
-    InferenceRecordRepository,
-    JobRepository,
+    IncidentStore,
+    InferenceRecordStore,
+    JobStore,
     StoreError,
 )
 
@@ -136,7 +136,7 @@ def _read_database(db: Database, now: datetime) -> dict[str, Any]:
     """Incidents (public fields only), the day bars and the jobs' state; raises StoreError / SQLAlchemyError."""
     start = datetime.combine(now.date() - timedelta(days=HISTORY_DAYS - 1), datetime.min.time(), tzinfo=UTC)
     with db.session() as s:
-        repo = IncidentRepository(s)
+        repo = IncidentStore(s)
         active = []
         for incident in repo.list_active():
             public = repo.events(incident.id, "public")
@@ -147,8 +147,8 @@ def _read_database(db: Database, now: datetime) -> dict[str, Any]:
             end = incident.resolved_at or incident.closed_at
             if incident.started_at >= start or incident.status in ACTIVE_STATUSES or (end and end >= start):
                 history.append(_public_incident(incident, None, now))
-        days = InferenceRecordRepository(s).daily_availability(HISTORY_DAYS, now)
-        jobs = JobRepository(s)
+        days = InferenceRecordStore(s).daily_availability(HISTORY_DAYS, now)
+        jobs = JobStore(s)
         queued = jobs.count_by_status().get("queued", 0)
         waiting = jobs.list_recent(_JOBS_SCANNED, "queued") if queued else []
         finished = [j.finished_at for st in ("done", "failed") for j in jobs.list_recent(50, st) if j.finished_at]

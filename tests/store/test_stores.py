@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from spikeformer.store import InferenceRecordRepository, ModelVersionRepository, SettingsRepository
+from spikeformer.store import InferenceRecordStore, ModelVersionStore, SettingsStore
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -24,10 +24,10 @@ def test_add_many_count_and_get(db):
         _record(model="other", status="rejected", http_status=429),
     ]
     with db.session() as session:
-        ids = InferenceRecordRepository(session).add_many(records)
+        ids = InferenceRecordStore(session).add_many(records)
     assert len(set(ids)) == 4
     with db.session() as session:
-        repo = InferenceRecordRepository(session)
+        repo = InferenceRecordStore(session)
         assert repo.count() == 4
         assert repo.count(status="ok") == 2
         assert repo.count(model="spikformer", status="error") == 1
@@ -43,11 +43,11 @@ def test_add_many_count_and_get(db):
 
 def test_list_recent_is_newest_first(db):
     with db.session() as session:
-        repo = InferenceRecordRepository(session)
+        repo = InferenceRecordStore(session)
         repo.add_many([_record(created_at=NOW + timedelta(seconds=i), latency_ms=float(i)) for i in range(5)])
         repo.add_many([_record(model="other", created_at=NOW + timedelta(minutes=1))])
     with db.session() as session:
-        repo = InferenceRecordRepository(session)
+        repo = InferenceRecordStore(session)
         assert [r.latency_ms for r in repo.list_recent(limit=3, model="spikformer")] == [4.0, 3.0, 2.0]
         assert repo.list_recent(limit=1)[0].model == "other"
 
@@ -57,9 +57,9 @@ def test_window_stats(db):
     errors = [_record(status="timeout", http_status=504, latency_ms=5000.0) for _ in range(3)]
     outside = [_record(latency_ms=1e6, created_at=NOW - timedelta(hours=2))]
     with db.session() as session:
-        InferenceRecordRepository(session).add_many(inside + errors + outside + [_record(model="other")])
+        InferenceRecordStore(session).add_many(inside + errors + outside + [_record(model="other")])
     with db.session() as session:
-        repo = InferenceRecordRepository(session)
+        repo = InferenceRecordStore(session)
         stats = repo.window_stats(NOW, NOW + timedelta(hours=1), model="spikformer")
         assert stats == {"total": 103, "ok": 100, "errors": 3, "p50_latency_ms": 50.0, "p99_latency_ms": 99.0}
         assert repo.window_stats(NOW, NOW + timedelta(hours=1))["total"] == 104
@@ -78,9 +78,9 @@ def test_daily_availability_counts_per_utc_day_and_fills_gaps(db):
         _record(created_at=NOW + timedelta(days=1)),  # after it
     ]
     with db.session() as session:
-        InferenceRecordRepository(session).add_many(records)
+        InferenceRecordStore(session).add_many(records)
     with db.session() as session:
-        days = InferenceRecordRepository(session).daily_availability(3, now=NOW)
+        days = InferenceRecordStore(session).daily_availability(3, now=NOW)
     assert days == [
         {"date": date(2025, 3, 8), "total": 3, "ok": 2},
         {"date": date(2025, 3, 9), "total": 0, "ok": 0},
@@ -90,13 +90,13 @@ def test_daily_availability_counts_per_utc_day_and_fills_gaps(db):
 
 def test_model_versions_upsert_get_list_and_status(db):
     with db.session() as session:
-        repo = ModelVersionRepository(session)
+        repo = ModelVersionStore(session)
         first = repo.upsert("spikformer", "1", "/models/a", "aa" * 32, "ready", required=True)
         repo.upsert("spikformer", "2", "/models/b", "bb" * 32, "failed", error="sha256 mismatch")
         repo.upsert("driven", "1", "/models/c", "cc" * 32, "unloaded")
     assert first.loaded_at is not None and first.required is True
     with db.session() as session:
-        repo = ModelVersionRepository(session)
+        repo = ModelVersionStore(session)
         again = repo.upsert("spikformer", "1", "/models/a2", "dd" * 32, "ready")
         assert again.id == first.id and (again.path, again.sha256, again.required) == ("/models/a2", "dd" * 32, False)
         assert [(m.name, m.version) for m in repo.list()] == [("driven", "1"), ("spikformer", "1"), ("spikformer", "2")]
@@ -109,23 +109,23 @@ def test_model_versions_upsert_get_list_and_status(db):
         with pytest.raises(ValueError, match="ready, failed, unloaded"):
             repo.set_status("spikformer", "1", "broken")
     with db.session() as session:
-        row = ModelVersionRepository(session).get("spikformer", "1")
+        row = ModelVersionStore(session).get("spikformer", "1")
         assert (row.status, row.error) == ("failed", "out of memory")
         assert row.loaded_at == again.loaded_at  # kept: when it was last loaded
 
 
 def test_settings_round_trip(db):
     with db.session() as session:
-        settings = SettingsRepository(session)
+        settings = SettingsStore(session)
         assert settings.get("maintenance") is None
         assert settings.get("maintenance", {"enabled": False}) == {"enabled": False}
         settings.set("maintenance", {"enabled": True, "message": "upgrading", "until": None})
         settings.set("threshold", 0.5)
     with db.session() as session:
-        settings = SettingsRepository(session)
+        settings = SettingsStore(session)
         assert settings.get("maintenance") == {"enabled": True, "message": "upgrading", "until": None}
         settings.set("maintenance", False)
     with db.session() as session:
-        settings = SettingsRepository(session)
+        settings = SettingsStore(session)
         assert settings.get("maintenance") is False
         assert settings.all() == {"maintenance": False, "threshold": 0.5}

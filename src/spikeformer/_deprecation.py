@@ -1,0 +1,40 @@
+"""Names that moved keep working for one release: a module ``__getattr__`` that warns and forwards (PEP 562).
+
+    __getattr__ = moved_names(__name__, {"OldName": "spikeformer.new.module", "old": "spikeformer.new.module:new"})
+
+Bottom layer: imports nothing from spikeformer (the target module is imported on first access).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["moved_names"]
+
+
+def moved_names(module: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for the names of ``module`` that now live elsewhere.
+
+    Args:
+        module: the old module's name (``__name__``).
+        moved: old name -> ``"new.module"`` (same name there) or ``"new.module:new_name"``.
+
+    Returns:
+        The ``__getattr__``: a moved name warns (DeprecationWarning, pointing at the importer's line) and returns the
+        object from its new home; any other name raises AttributeError as a module does.
+    """
+
+    def __getattr__(name: str) -> Any:
+        target = moved.get(name)
+        if target is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        where, _, new_name = target.partition(":")
+        new_name = new_name or name
+        new = where if new_name == name else f"{where}.{new_name}"
+        warnings.warn(f"{module}.{name} moved to {new}; import it from there", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(where), new_name)
+
+    return __getattr__
