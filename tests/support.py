@@ -117,8 +117,8 @@ def start_server(repository, db_url: str, **env_settings):
     raise RuntimeError("the server did not become ready within 60 s")
 
 
-# Why the compiled-kernel tests skip where the kernels cannot build (test_kernels.py itself fails, with the reason).
+# Why the compiled-kernel tests skip where the kernels cannot build (tests/kernels/test_cpu.py fails, with the reason).
 KERNELS_MISSING = (
     "the compiled CPU kernels could not be built on this machine (no C++ compiler or ninja); the plain-torch "
-    "fallbacks are tested, and tests/runtime/test_kernels.py fails with the build error"
+    "fallbacks are tested, and tests/kernels/test_cpu.py fails with the build error"
 )

@@ -99,7 +99,7 @@ def run_conversion(
     from spikeformer.convert.energy import profile_converted
     from spikeformer.data import load_dataset
     from spikeformer.runtime import Runner
-    from spikeformer.train.evaluate import evaluate_model
+    from spikeformer.runtime.evaluate import evaluate_model
 
     ann, manifest = load_checkpoint(checkpoint)
     problems = find_unconvertible(ann)

@@ -21,7 +21,7 @@ floating-point contraction). For the backward pass the kernel keeps ``h - theta`
 float32 inputs; under bf16/fp16 autocast the spikes and reset decisions are still exact (the sign of ``h - theta``
 survives the rounding) and the surrogate derivative is evaluated at the rounded value (a relative error of the order
 of that dtype's precision), for two bytes per element less traffic each way. The forward result matches
-``nn.BatchNorm`` then the neuron up to float32 rounding of the statistics (tested in ``tests/functional/test_triton.py``
+``nn.BatchNorm`` then the neuron up to float32 rounding of the statistics (tested in ``tests/kernels/test_triton.py``
 in Triton's interpreter and, on a GPU, compiled). The reducing kernels keep per-thread partial sums over several row
 tiles and reduce across the tile once.
 """

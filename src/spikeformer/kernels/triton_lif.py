@@ -13,7 +13,7 @@ Arithmetic is float32 whatever the input dtype (bfloat16 inputs under autocast g
 are built with floating-point contraction off (``enable_fp_fusion=False``) so ``a v + b x`` rounds like the reference
 (a fused multiply-add would move spikes that sit exactly at threshold).
 
-Tests (``tests/functional/test_triton.py``) run these kernels in Triton's interpreter on the CPU against the
+Tests (``tests/kernels/test_triton.py``) run these kernels in Triton's interpreter on the CPU against the
 step-by-step reference; ``bench/speed_gpu.py`` times them on a GPU.
 """
 

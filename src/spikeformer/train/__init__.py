@@ -1,7 +1,7 @@
 """Training: ``fit(TrainConfig)``, evaluation and resumable state."""
 
+from spikeformer.runtime.evaluate import EvalResult, evaluate_model, load_evaluation_data, plot_confusion
 from spikeformer.train.config import TrainConfig
-from spikeformer.train.evaluate import EvalResult, evaluate_model, load_evaluation_data, plot_confusion
 from spikeformer.train.trainer import FitResult, fit, plot_curves, prepare_model
 
 __all__ = [

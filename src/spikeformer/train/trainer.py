@@ -41,9 +41,9 @@ from spikeformer.data import (
 from spikeformer.kernels import cpu as kernels
 from spikeformer.models import create_model
 from spikeformer.nn.neuron import set_backend
+from spikeformer.runtime.evaluate import evaluate_model
 from spikeformer.runtime.pool import to_fast_pooling
 from spikeformer.train.config import TrainConfig
-from spikeformer.train.evaluate import evaluate_model
 from spikeformer.train.graphed import GraphedStep, set_lr, tensor_lr
 from spikeformer.train.state import load_json, load_optimizer, save_json, save_optimizer
 

@@ -3,7 +3,7 @@
 CI has no GPU, so the kernels run in Triton's interpreter on the CPU: ``TRITON_INTERPRET=1`` must be set before Triton
 compiles anything, so the outer test re-runs this file in a fresh interpreter with it set, and the checks below exist
 only there. The interpreter executes the same kernel code (masks, unrolled time loop, 64-bit offsets, dtype casts) with
-numpy arithmetic. On a GPU machine ``SPIKEFORMER_TEST_CUDA=1 pytest tests/functional/test_triton.py`` runs the same
+numpy arithmetic. On a GPU machine ``SPIKEFORMER_TEST_CUDA=1 pytest tests/kernels/test_triton.py`` runs the same
 checks on CUDA tensors, compiled (``bench/speed_gpu.py`` also checks spikes and gradients on the GPU before timing).
 """
 
