@@ -51,6 +51,18 @@ def _input_density(runner, x) -> float:
     return statistics.fmean(dens[1:])
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``platform.processor()`` is empty on Linux) and the ISA features the kernels probe."""
+    try:
+        info = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return platform.processor()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_vpopcntdq", "amx_tile")
+    return f"{name} ({' '.join(f for f in wanted if f in flags) or 'no AVX2'})"
+
+
 def _time(fn, repeats: int) -> float:
     fn()  # warm-up
     samples = []
@@ -91,7 +103,7 @@ def main() -> None:
 
     results: dict = {
         "machine": platform.platform(),
-        "processor": platform.processor(),
+        "processor": _cpu_model(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d"),
