@@ -45,3 +45,10 @@ def test_store_modules_keep_their_repository_names(module, kind):
     mod = importlib.import_module(f"spikeformer.store.{module}")
     with pytest.warns(DeprecationWarning, match=f"{kind}Repository moved to spikeformer.store.{module}.{kind}Store"):
         assert getattr(mod, f"{kind}Repository") is getattr(mod, f"{kind}Store")
+
+
+def test_moved_module_warns_and_returns_the_new_module():
+    from spikeformer._deprecation import moved_module
+
+    with pytest.warns(DeprecationWarning, match=r"old\.json moved to json; import it from there"):
+        assert moved_module("old.json", "json") is importlib.import_module("json")

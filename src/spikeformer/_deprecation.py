@@ -1,6 +1,13 @@
-"""Names that moved keep working for one release: a module ``__getattr__`` that warns and forwards (PEP 562).
+"""Names and modules that moved keep working for one release, with a DeprecationWarning that says where they are.
+
+A name: the old module gets a ``__getattr__`` that warns and forwards (PEP 562)::
 
     __getattr__ = moved_names(__name__, {"OldName": "spikeformer.new.module", "old": "spikeformer.new.module:new"})
+
+A whole module: the old module warns when imported and stands for the new one in ``sys.modules``, so reading its
+state, calling it and monkeypatching it act on the module the library uses::
+
+    sys.modules[__name__] = moved_module(__name__, "spikeformer.new.module")
 
 Bottom layer: imports nothing from spikeformer (the target module is imported on first access).
 """
@@ -10,9 +17,10 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
-__all__ = ["moved_names"]
+__all__ = ["moved_module", "moved_names"]
 
 
 def moved_names(module: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
@@ -38,3 +46,14 @@ def moved_names(module: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(where), new_name)
 
     return __getattr__
+
+
+def moved_module(module: str, new: str) -> ModuleType:
+    """Warn that ``module`` moved to ``new`` (DeprecationWarning, pointing at the importer's line) and return ``new``.
+
+    Args:
+        module: the old module's name (``__name__``), called from its top level.
+        new: the name of the module that replaces it.
+    """
+    warnings.warn(f"{module} moved to {new}; import it from there", DeprecationWarning, stacklevel=3)
+    return importlib.import_module(new)

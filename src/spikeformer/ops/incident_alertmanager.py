@@ -1,36 +1,12 @@
-"""Deprecated: moved to `spikeformer.ops.incidents.alertmanager`.
+"""Deprecated: the Alertmanager webhook and silences moved to :mod:`spikeformer.ops.incidents.alertmanager`.
 
-Kept for one release; importing it warns. Import from `spikeformer.ops.incidents.alertmanager` instead.
+Importing this name warns and gives that module (the same object, in ``sys.modules``).
+
+Kept for one release.
 """
 
-from __future__ import annotations
+import sys
 
-import warnings
+from spikeformer._deprecation import moved_module
 
-from spikeformer.ops.incidents.alertmanager import (
-    SEVERITY_LABEL_DEFAULTS,
-    AlertGroup,
-    WebhookAlert,
-    alert_severity,
-    create_silence,
-    expire_silence,
-    group_hash,
-    parse_webhook,
-)
-
-__all__ = [
-    "SEVERITY_LABEL_DEFAULTS",
-    "AlertGroup",
-    "WebhookAlert",
-    "alert_severity",
-    "create_silence",
-    "expire_silence",
-    "group_hash",
-    "parse_webhook",
-]
-
-warnings.warn(
-    "spikeformer.ops.incident_alertmanager moved to spikeformer.ops.incidents.alertmanager; import it from there",
-    DeprecationWarning,
-    stacklevel=2,
-)
+sys.modules[__name__] = moved_module(__name__, "spikeformer.ops.incidents.alertmanager")

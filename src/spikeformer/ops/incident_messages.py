@@ -1,18 +1,12 @@
-"""Deprecated: moved to `spikeformer.ops.incidents.messages`.
+"""Deprecated: the runbook's incident messages moved to :mod:`spikeformer.ops.incidents.messages`.
 
-Kept for one release; importing it warns. Import from `spikeformer.ops.incidents.messages` instead.
+Importing this name warns and gives that module (the same object, in ``sys.modules``).
+
+Kept for one release.
 """
 
-from __future__ import annotations
+import sys
 
-import warnings
+from spikeformer._deprecation import moved_module
 
-from spikeformer.ops.incidents.messages import MESSAGE_KINDS, check_url, post_to_chat, render_message
-
-__all__ = ["MESSAGE_KINDS", "check_url", "post_to_chat", "render_message"]
-
-warnings.warn(
-    "spikeformer.ops.incident_messages moved to spikeformer.ops.incidents.messages; import it from there",
-    DeprecationWarning,
-    stacklevel=2,
-)
+sys.modules[__name__] = moved_module(__name__, "spikeformer.ops.incidents.messages")

@@ -1,18 +1,12 @@
-"""Deprecated: moved to `spikeformer.ops.incidents.postmortem`.
+"""Deprecated: the post-mortem draft moved to :mod:`spikeformer.ops.incidents.postmortem`.
 
-Kept for one release; importing it warns. Import from `spikeformer.ops.incidents.postmortem` instead.
+Importing this name warns and gives that module (the same object, in ``sys.modules``).
+
+Kept for one release.
 """
 
-from __future__ import annotations
+import sys
 
-import warnings
+from spikeformer._deprecation import moved_module
 
-from spikeformer.ops.incidents.postmortem import render_postmortem
-
-__all__ = ["render_postmortem"]
-
-warnings.warn(
-    "spikeformer.ops.incident_postmortem moved to spikeformer.ops.incidents.postmortem; import it from there",
-    DeprecationWarning,
-    stacklevel=2,
-)
+sys.modules[__name__] = moved_module(__name__, "spikeformer.ops.incidents.postmortem")
