@@ -67,19 +67,27 @@ def free_port() -> int:
 
 
 def start_server(repository, db_url: str, **env_settings):
-    """``spikeformer serve`` as a subprocess on a free loopback port; returns ``(process, url)`` once ready."""
+    """``spikeformer serve`` as a subprocess on a free loopback port; returns ``(process, url)`` once ready.
+
+    A SQLite database's server spools its records beside the database file (not under ./var), unless told otherwise.
+    """
     import os
     import subprocess
     import sys
     import time
+    from pathlib import Path
 
     import httpx
 
     port = free_port()
+    spool = {}
+    if db_url.startswith("sqlite:///"):
+        spool = {"SPIKEFORMER_RECORD_SPOOL_DIR": str(Path(db_url.removeprefix("sqlite:///")).parent / "spool")}
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "SPIKEFORMER_REQUIRED_MODELS": '["tiny"]',
+        **spool,
         **{f"SPIKEFORMER_{k.upper()}": str(v) for k, v in env_settings.items()},
     }
     proc = subprocess.Popen(

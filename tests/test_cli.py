@@ -120,6 +120,50 @@ def test_train_unknown_dataset_and_missing_checkpoint(tmp_path):
     assert r.exit_code == 1 and "does not exist" in r.stderr
 
 
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "content,needle",
+    [(b"", "empty"), (b"not a pickle at all", "not a torch.save file"), (b"PK\x03\x04broken", "zip")],
+    ids=["empty", "text", "broken-zip"],
+)
+def test_models_import_of_an_unreadable_file_prints_one_json_error(tmp_path, content, needle):
+    pth = tmp_path / "weights.pth"
+    pth.write_bytes(content)
+    r = runner.invoke(app, ["models", "import", str(pth), "--output", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 2 and "Aborted" not in r.output
+    d = _json(r)
+    assert d["ok"] is False and needle in d["error"] and "weights.pth" in d["error"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.security
+def test_verify_names_a_weights_file_that_is_a_pickle(tiny_checkpoint):
+    import pickle
+
+    from spikeformer.checkpoint import sha256_file
+
+    weights = tiny_checkpoint / "model.safetensors"
+    weights.write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
+    path = tiny_checkpoint / "manifest.json"
+    d = json.loads(path.read_text())
+    d["sha256"] = sha256_file(weights)  # the hash matches: only the format gives it away
+    path.write_text(json.dumps(d))
+    r = runner.invoke(app, ["models", "verify", str(tiny_checkpoint), "--json"])
+    assert r.exit_code == 1
+    error = _json(r)["error"]
+    assert "pickle" in error and "not a safetensors file" in error
+
+
+@pytest.mark.security
+def test_verify_checks_the_whole_manifest(tiny_checkpoint):
+    path = tiny_checkpoint / "manifest.json"
+    d = json.loads(path.read_text())
+    d["samples"] = {"data_b64": "AAAAAAAAAAAAAA==", "shape": [5, 1, 28, 28], "labels": [0, 0, 0, 0, 0]}
+    path.write_text(json.dumps(d))
+    r = runner.invoke(app, ["models", "verify", str(tiny_checkpoint), "--json"])
+    assert r.exit_code == 1 and "samples" in _json(r)["error"]
+
+
 def test_every_group_module_stands_alone():
     """Each command module imports only ``spikeformer.cli._output`` from the CLI, never the package that mounts it."""
     import ast

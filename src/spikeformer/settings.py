@@ -11,6 +11,8 @@ Locations:
 - ``model_repository`` (``SPIKEFORMER_MODEL_REPOSITORY``, default ``<home>/models``): the folder of
   ``<model>/<version>/`` checkpoints the service serves. ``make run`` points it at the checkout's ``models/``
   (the bundled Fashion-MNIST model); the wheel ships no weights.
+- ``record_spool_dir`` (``SPIKEFORMER_RECORD_SPOOL_DIR``, default ``<home>/spool``): the service's crash spool of
+  inference records (replayed at the next start when a process dies).
 - The Alembic migrations ship inside the package (``spikeformer/store/migrations``); ``migrations_dir`` overrides
   them (a site's own migration folder).
 """
@@ -69,13 +71,71 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a request's whole body may take to arrive after its headers before 408."
+    )
+    max_partial_bodies: int = Field(
+        64,
+        ge=1,
+        description="Inference requests still receiving their body at once (not counted in max_inflight) before 503.",
+    )
     max_images_per_request: int = Field(256, ge=1)
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="Pixels (width x height, read from the header before decoding) of an uploaded image before 413.",
+    )
+    malloc_mmap_threshold_bytes: int = Field(
+        128 * 1024,
+        ge=0,
+        le=32 * 1024 * 1024,
+        description="serve and worker: allocations of at least this many bytes are mapped and unmapped on their own, "
+        "so freed batch tensors leave the resident set (glibc's mmap threshold, fixed); 0: glibc's dynamic default.",
+    )
+    huge_pages: bool = Field(
+        True,
+        description="serve and worker: PyTorch places CPU allocations of 2 MB and more on transparent huge pages "
+        "(THP_MEM_ALLOC_ENABLE; fewer page faults for freshly mapped tensors).",
+    )
+    queue_capacity_images: int = Field(
+        2048,
+        ge=1,
+        description="Images waiting per model before 503 (a request larger than this is admitted alone when the "
+        "queue is empty).",
+    )
     require_api_key: bool = Field(False, description="Inference needs a key with scope 'infer' when true.")
     record_buffer_size: int = Field(10_000, ge=10, description="Inference records held while the database is down.")
     record_flush_interval_s: float = Field(0.5, gt=0)
+    record_spool_dir: Path | None = Field(
+        None,
+        description="Folder of the crash spool: each answered request's record is appended there before the answer "
+        "is sent and replayed at the next start if the process dies; default: <home>/spool.",
+    )
+    record_spool_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of not-yet-written records one process keeps in its spool; beyond it records are still "
+        "answered and buffered but not spooled (counted in spikeformer_records_not_spooled_total); 0: no spool.",
+    )
+    record_retention_days: int = Field(
+        30, ge=0, description="Whole UTC days of raw inference records kept; older ones are deleted (0: keep all)."
+    )
+    record_retention_batch: int = Field(5000, ge=1, description="Raw records deleted per transaction.")
+    record_retention_max_batches: int = Field(100, ge=1, description="Delete transactions per retention run.")
+    record_retention_interval_s: float = Field(
+        600.0, gt=0, description="How often daily aggregates are rolled up and expired raw records deleted."
+    )
     settings_poll_interval_s: float = Field(1.0, gt=0, description="How often maintenance mode is re-read.")
     shutdown_timeout_s: float = Field(20.0, gt=0)
     retry_after_s: int = Field(1, ge=1)
+    job_data_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders under which jobs submitted over HTTP may read folder:<path> data sets (empty: none).",
+    )
+    max_pending_jobs: int = Field(1000, ge=1, description="Queued and running jobs in all before POST /v1/jobs 503s.")
+    max_pending_jobs_per_key: int = Field(
+        50, ge=1, description="Queued and running jobs per API key (keyless submissions share one bucket) before 503."
+    )
     thermal_poll_interval_s: float = Field(5.0, gt=0, description="How often device temperatures are read.")
     thermal_margin_c: float = Field(5.0, ge=0, description="Protect this many degrees below the slowdown point.")
 
@@ -86,7 +146,13 @@ class Settings(BaseSettings):
         return (value.strip() or Path("var")) if isinstance(value, str) else value
 
     @field_validator(
-        "model_repository", "database_url", "migrations_dir", "fashion_mnist", "lava_python", mode="before"
+        "model_repository",
+        "database_url",
+        "migrations_dir",
+        "fashion_mnist",
+        "lava_python",
+        "record_spool_dir",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -98,6 +164,8 @@ class Settings(BaseSettings):
     def _derive_locations(self) -> Settings:
         if self.model_repository is None:
             self.model_repository = self.home / "models"
+        if self.record_spool_dir is None:
+            self.record_spool_dir = self.home / "spool"
         return self
 
     @property

@@ -110,5 +110,6 @@ def test_overdue_gauges_on_metrics(service):
     assert 'spikeformer_incident_ack_overdue{sev="SEV-1"} 0.0' in text
     # opened 40 min before now, no update since the opening (just now): the update clock started at opening
     assert 'spikeformer_incident_update_overdue{sev="SEV-1"} 0.0' in text
-    listed = service.get("/v1/incidents").json()["incidents"][0]
+    listed = service.get("/v1/incidents", key="alerts").json()["incidents"][0]
     assert listed["ack_overdue"] is False and listed["acknowledged_by"] == f"api key {service.admin[:8]}"
+    assert service.get("/v1/incidents").json()["incidents"][0]["acknowledged_by"] == "operator"  # no key prefix

@@ -193,3 +193,119 @@ def test_openapi_page(service):
     client, _ = service
     spec = client.get("/openapi.json").json()
     assert "/v2/models/{name}/infer" in spec["paths"] and client.get("/docs").status_code == 200
+
+
+def _oip_raw(data: bytes) -> bytes:
+    """A UINT8 request for one 28x28 image whose ``data`` is the raw JSON ``data``."""
+    return b'{"inputs": [{"name": "x", "shape": [1, 28, 28], "datatype": "UINT8", "data": ' + data + b"]}]}"
+
+
+_ZEROS = b", 0" * 783
+_UNFIT_JSON = {
+    "401-digit integer": (_oip_raw(b"[" + b"9" * 401 + _ZEROS), "at most 19 digits"),
+    "5,000-digit integer": (_oip_raw(b"[" + b"9" * 5000 + _ZEROS), "at most 19 digits"),
+    "nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "at most 32 levels"),
+    "data nested 100,000 deep": (_oip_raw(b"[" * 100_000 + b"]" * 99_999), "at most 32 levels"),
+    "nested 40 deep": (b'{"id": ' + b"[" * 40 + b"]" * 40 + b"}", "41 levels deep; accepted: at most 32"),
+    "strings in data": (_oip_raw(b'["1"' + _ZEROS), "JSON numbers only; got strings"),
+    "booleans in data": (_oip_raw(b"[true" + _ZEROS), "JSON numbers only; got booleans"),
+}
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("case", list(_UNFIT_JSON))
+def test_unfit_json_is_a_400_with_a_message(service, case):
+    client, _ = service
+    raw, needle = _UNFIT_JSON[case]
+    for path in ("/v2/models/tiny/infer", "/v1/jobs"):
+        if path == "/v1/jobs" and b"inputs" in raw:
+            continue  # the tensor checks are the inference request's
+        r = client.post(path, content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (path, r.status_code, r.text[:300])
+        assert needle in r.json()["error"], r.json()["error"]
+
+
+def test_long_strings_and_floats_are_not_integers(service):
+    client, _ = service
+    data = b"[" + b"1.00000000000000000000000000001" + _ZEROS
+    body = _oip_raw(data)[:-1] + b', "id": "' + b"1" * 100 + b'[[[[[["}'
+    r = client.post("/v2/models/tiny/infer", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "1" * 100 + "[[[[[["
+
+
+@pytest.fixture
+def live_server(repository, tmp_path):
+    """The service under uvicorn in a thread: ``(host, port)`` of a real HTTP/1.1 server (keep-alive, as deployed)."""
+    import threading
+
+    import uvicorn
+
+    from support import free_port
+
+    settings = make_settings(repository, f"sqlite:///{tmp_path / 'live.db'}")
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and thread.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield config.host, config.port
+    server.should_exit = True
+    thread.join(30)
+
+
+def _exchange(sock, reader, path: str, body: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 POST on an open connection; its status and body (the connection is left open)."""
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    status_line = reader.readline()
+    assert status_line, f"the server closed the connection instead of answering {path}"
+    headers = {}
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    assert headers.get("connection", "").lower() != "close", headers
+    return int(status_line.split()[1]), reader.read(int(headers["content-length"]))
+
+
+@pytest.mark.security
+def test_unfit_json_keeps_the_connection_open(live_server):
+    import json
+    import socket
+
+    with socket.create_connection(live_server, timeout=30) as sock, sock.makefile("rb") as reader:
+        for case in ("401-digit integer", "5,000-digit integer", "nested 100,000 deep", "booleans in data"):
+            status, body = _exchange(sock, reader, "/v2/models/tiny/infer", _UNFIT_JSON[case][0])
+            assert status == 400 and _UNFIT_JSON[case][1] in json.loads(body)["error"], (case, status, body[:300])
+        # the same connection still serves
+        status, body = _exchange(sock, reader, "/v2/models/tiny/infer", json.dumps(_infer_body(_images(1))).encode())
+        assert status == 200, body
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "raw,refused",
+    [
+        (b"[12345678901234567890]", True),
+        (b'{"a":\n-99999999999999999999}', True),
+        (b"[1234567890123456789, -1234567890123456789]", False),
+        (b"[1.12345678901234567890, 12345678901234567890.5, 1e-12345678901234567890]", False),
+        (b'["12345678901234567890123", "]]]]"]', False),
+        (b"[" * 33 + b"]" * 33, True),
+        (b"[" * 32 + b"]" * 32, False),
+        (b'["' + b"[" * 40 + b'\\"{{"]', False),
+    ],
+)
+def test_parse_json_limits(raw, refused):
+    from spikeformer.serve.api.deps import parse_json
+    from spikeformer.serve.errors import ServiceError
+
+    if refused:
+        with pytest.raises(ServiceError) as e:
+            parse_json(raw)
+        assert e.value.status == 400 and "accepted: " in e.value.message
+    else:
+        parse_json(raw)

@@ -190,3 +190,21 @@ def test_workers_state_rules(queued, waited_min, finished_min, expected):
 )
 def test_day_state_thresholds(total, ok, expected):
     assert status.day_state(total, ok) == expected
+
+
+@pytest.mark.security
+def test_day_bars_outlive_the_raw_records_retention(service):
+    from spikeformer.serve.services.background import apply_retention
+
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    _records(service.db_url, today - timedelta(days=45), ok=10, failed=10)
+    _records(service.db_url, today - timedelta(days=1), ok=4, failed=0)
+    db = Database(service.db_url)
+    apply_retention(db, 30, batch_size=7, max_batches=10, now=datetime.now(UTC))
+    with db.session() as s:  # the raw records of the expired day are gone ...
+        assert InferenceRecordStore(s).count(until=today - timedelta(days=44)) == 0
+    db.dispose()
+    by_date = {b["date"]: b for b in service.client.get("/status.json").json()["availability"]["bars"]}
+    old = by_date[(today - timedelta(days=45)).date().isoformat()]  # ... and its bar is still there
+    assert (old["total"], old["ok"], old["state"]) == (20, 10, "major_outage")
+    assert by_date[(today - timedelta(days=1)).date().isoformat()]["total"] == 4

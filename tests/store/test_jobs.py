@@ -158,3 +158,22 @@ def test_fail_records_the_error(db):
         assert job.finished_at is not None
         assert jobs.count_by_status() == {"queued": 1, "running": 0, "done": 0, "failed": 1}
         assert [j.id for j in jobs.list_recent(status="queued")] == [second]
+
+
+@pytest.mark.security
+def test_pending_counts_per_key_and_the_keyless_bucket(db):
+    # The jobs table records who queued a job, so the service can cap pending jobs per API key.
+    with db.session() as session:
+        jobs = JobStore(session)
+        ids = [jobs.submit("m", {}, total=1, api_key_id=key).id for key in (7, 7, 8, None, None)]
+    _claim(db, "w1")  # the oldest (key 7) is running: still pending
+    with db.session() as session:
+        jobs = JobStore(session)
+        assert jobs.get(ids[0]).api_key_id == 7 and jobs.get(ids[3]).api_key_id is None
+        assert jobs.pending_counts(7) == (5, 2)
+        assert jobs.pending_counts(8) == (5, 1)
+        assert jobs.pending_counts(None) == (5, 2)  # keyless submissions share one bucket
+        assert jobs.pending_counts(9) == (5, 0)
+        assert jobs.complete(ids[0], "w1", {}) is True
+    with db.session() as session:  # finished jobs no longer count
+        assert JobStore(session).pending_counts(7) == (4, 1)

@@ -129,3 +129,79 @@ def test_settings_round_trip(db):
         settings = SettingsStore(session)
         assert settings.get("maintenance") is False
         assert settings.all() == {"maintenance": False, "threshold": 0.5}
+
+
+# -- retention and daily aggregates -------------------------------------------------------------------------------
+
+
+def _day(n: int, hour: int = 12) -> datetime:
+    """`n` days before NOW's day, at `hour` UTC."""
+    return (NOW - timedelta(days=n)).replace(hour=hour)
+
+
+@pytest.mark.security
+def test_expired_records_are_rolled_up_then_deleted_in_bounded_batches(db):
+    old = [_record(created_at=_day(40, h), latency_ms=float(h + 1)) for h in range(5)]
+    old += [_record(created_at=_day(40, 23), status="timeout", http_status=504, latency_ms=20000.0)]
+    kept = [_record(created_at=_day(29, 0)), _record(created_at=_day(1))]
+    with db.session() as session:
+        InferenceRecordStore(session).add_many(old + kept)
+    keep_from = (NOW - timedelta(days=30)).date()
+    deleted = []
+    for _ in range(5):
+        with db.session() as session:
+            deleted.append(InferenceRecordStore(session).delete_expired(keep_from, batch_size=4))
+    assert deleted == [4, 2, 0, 0, 0]  # bounded: at most 4 per transaction, only the expired day
+    with db.session() as session:
+        store = InferenceRecordStore(session)
+        assert store.count() == 2 and store.oldest_created_at() == _day(29, 0)
+        assert store.is_sealed(_day(40).date()) and not store.is_sealed(_day(29).date())
+        assert store.raw_complete_since() == datetime.combine(_day(39).date(), datetime.min.time(), tzinfo=UTC)
+        # the aggregates were written from the complete day before its first row went
+        stats = store.daily_stats(_day(40).date(), _day(40).date())
+        assert (stats["total"], stats["ok"], stats["errors"]) == (6, 5, 1)
+        assert stats["by_status"] == {"ok": 5, "timeout": 1}
+        assert (stats["p50_latency_ms"], stats["p99_latency_ms"]) == (5.0, 5.0)  # 1..5 ms: bucket bounds 2.5 / 5
+        # a sealed day is final: rolling it up again from what is left changes nothing
+        assert store.rollup_day(_day(40).date()) == 0
+        assert store.daily_stats(_day(40).date(), _day(40).date())["total"] == 6
+
+
+@pytest.mark.security
+def test_daily_availability_outlives_the_raw_records(db):
+    records = [_record(created_at=_day(60))] * 3 + [_record(created_at=_day(60), status="error", http_status=500)]
+    records += [_record(created_at=_day(2))] * 2 + [_record(created_at=NOW)]
+    with db.session() as session:
+        InferenceRecordStore(session).add_many([dict(r) for r in records])
+    with db.session() as session:
+        before = InferenceRecordStore(session).daily_availability(90, now=NOW)
+    with db.session() as session:
+        assert InferenceRecordStore(session).delete_expired((NOW - timedelta(days=30)).date(), 1000) == 4
+    with db.session() as session:
+        store = InferenceRecordStore(session)
+        assert store.rollup_pending(NOW, not_before=(NOW - timedelta(days=30)).date()) == [
+            _day(2).date(),
+            _day(1).date(),
+        ]
+        after = store.daily_availability(90, now=NOW)
+    assert after == before
+    by_date = {d["date"]: (d["total"], d["ok"]) for d in after}
+    assert by_date[_day(60).date()] == (4, 3) and by_date[_day(2).date()] == (2, 2) and by_date[NOW.date()] == (1, 1)
+
+
+def test_rollup_pending_rolls_up_the_latest_day_again_and_daily_stats_filter_by_model(db):
+    with db.session() as session:
+        InferenceRecordStore(session).add_many([_record(created_at=_day(1)), _record(created_at=_day(3))])
+    just_after_midnight = NOW.replace(hour=0, minute=30)
+    with db.session() as session:
+        assert InferenceRecordStore(session).rollup_pending(just_after_midnight) == [_day(d).date() for d in (3, 2, 1)]
+    with db.session() as session:  # a record written late (after an outage) for the latest rolled-up day
+        InferenceRecordStore(session).add_many([_record(created_at=_day(1), model="other", latency_ms=30000.0)])
+    with db.session() as session:
+        store = InferenceRecordStore(session)
+        assert store.rollup_pending(NOW) == [_day(1).date()]  # rolled up again: it was done right after midnight
+        assert store.rollup_pending(NOW) == []  # now settled (done more than ROLLUP_SETTLE after the day ended)
+        assert store.daily_stats(_day(1).date(), _day(1).date())["total"] == 2
+        other = store.daily_stats(_day(3).date(), _day(1).date(), model="other")
+        assert (other["total"], other["p99_latency_ms"]) == (1, 30000.0)  # above the last bound: the largest
+        assert store.database_bytes() > 0

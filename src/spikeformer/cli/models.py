@@ -53,8 +53,10 @@ def models_import(
 
     try:
         manifest = import_pth(path, output, dataset, img_size=img_size, num_heads=num_heads, timesteps=timesteps)
-    except ValueError as e:
+    except ValueError as e:  # CheckpointError included
         fail(str(e), as_json=as_json)
+    except OSError as e:
+        fail(f"cannot write {output}: {e}", as_json=as_json)
     if as_json:
         emit_json({"ok": True, "output": output, "sha256": manifest.sha256, "config": manifest.config})
     else:
@@ -70,13 +72,16 @@ def models_verify(
     path: Annotated[str, typer.Argument(help="Checkpoint folder.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Check a checkpoint's manifest and the sha256 of its weights (exit 0 when intact, 1 when not)."""
+    """Check a checkpoint: its manifest against the schema, its weights' sha256 and format (exit 0 when intact, 1 when
+    not; the error says what is wrong, e.g. a weights file that is a pickle)."""
     from spikeformer.checkpoint import CheckpointError, verify_checkpoint
 
     try:
         m = verify_checkpoint(path)
     except CheckpointError as e:
         fail(str(e), code=1, as_json=as_json)
+    except OSError as e:
+        fail(f"cannot read the checkpoint {path}: {e}", code=1, as_json=as_json)
     if as_json:
         emit_json({"ok": True, "path": path, "model_name": m.model_name, "sha256": m.sha256})
     else:

@@ -24,7 +24,7 @@ def serve(
 
     import uvicorn
 
-    from spikeformer.serve.app import create_app
+    from spikeformer.runtime.memory import configure_allocator
     from spikeformer.settings import Settings
     from spikeformer.store import SchemaOutOfDateError
 
@@ -37,6 +37,9 @@ def serve(
         settings = Settings(**overrides)
     except ValueError as e:
         fail(f"invalid service settings: {e}")
+    configure_allocator(settings.malloc_mmap_threshold_bytes, settings.huge_pages)  # before torch is imported
+    from spikeformer.serve.app import create_app
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         database(settings.database_url).ensure_ready()
@@ -67,7 +70,7 @@ def worker(
     """Run the batch worker: claim queued jobs, run them, write results once."""
     import logging
 
-    from spikeformer.serve.worker import Worker, WorkerOptions
+    from spikeformer.runtime.memory import configure_allocator
     from spikeformer.settings import Settings
     from spikeformer.store import StoreError
 
@@ -77,8 +80,12 @@ def worker(
         overrides["model_repository"] = model_repository
     if database_url:
         overrides["database_url"] = database_url
+    settings = Settings(**overrides)
+    configure_allocator(settings.malloc_mmap_threshold_bytes, settings.huge_pages)  # before torch is imported
+    from spikeformer.serve.worker import Worker, WorkerOptions
+
     w = Worker(
-        Settings(**overrides),
+        settings,
         WorkerOptions(lease_s=lease, chunk_size=chunk_size, max_jobs=max_jobs, idle_exit_s=idle_exit),
     )
     w.install_signal_handlers()

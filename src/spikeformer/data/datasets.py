@@ -7,6 +7,7 @@ labels ``[N]``. Nothing is downloaded and nothing is cached on disk.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLITS",
     "ArrayDataset",
+    "DatasetNotAllowedError",
     "DatasetNotFoundError",
+    "confine_folder",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
@@ -65,6 +68,10 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N",
 
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not where the loader looked; the message says how to get them."""
+
+
+class DatasetNotAllowedError(ValueError):
+    """A folder data set outside the folders the caller may read (:func:`confine_folder`); the message names no path."""
 
 
 @dataclass
@@ -396,6 +403,45 @@ def load_image_folder(
     )
 
 
+def confine_folder(path: str | Path, roots: Sequence[str | Path]) -> Path:
+    """The folder ``path`` resolved inside one of ``roots``, the only folders an untrusted caller may read.
+
+    Symbolic links are followed and ``..`` collapsed before the check, so neither leads out of a root; a root
+    itself is inside. A relative ``path`` is taken relative to each root in turn (the first where it is a directory
+    inside its root wins). The check comes before anything under ``path`` is read, and the error names no path.
+
+    Args:
+        path: The folder asked for (absolute, or relative to the roots).
+        roots: The folders that may be read; empty: none may.
+
+    Returns:
+        The resolved, absolute folder.
+
+    Raises:
+        DatasetNotAllowedError: ``roots`` is empty, or ``path`` resolves outside every root.
+    """
+    accepted = ", ".join(repr(d) for d in DATASETS if d != "folder")
+    if not roots:
+        raise DatasetNotAllowedError(
+            f"folder data sets are not accepted here: no data roots are configured (setting job_data_roots); "
+            f"accepted: {accepted}"
+        )
+    resolved_roots = [Path(os.path.realpath(Path(r).expanduser())) for r in roots]
+    try:
+        asked = Path(path)
+        joined = [asked] if asked.is_absolute() else [root / asked for root in resolved_roots]
+        resolved = [Path(os.path.realpath(c, strict=False)) for c in joined]
+    except (ValueError, OSError):  # a NUL byte, a name too long for the file system, a symlink loop
+        resolved = []
+    inside = [p for p in resolved if any(p.is_relative_to(root) for root in resolved_roots)]
+    if inside:
+        return next((p for p in inside if p.is_dir()), inside[0])
+    raise DatasetNotAllowedError(
+        "the folder data set is not under any of the data roots (setting job_data_roots): name a folder "
+        f"inside one of them, absolute or relative to them, or one of {accepted}"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- by name
 
 
@@ -417,7 +463,12 @@ def _unknown_name(name: str) -> ValueError:
     )
 
 
-def load_dataset(name: str, split: str | None = "train", root: str | Path | None = None) -> ArrayDataset:
+def load_dataset(
+    name: str,
+    split: str | None = "train",
+    root: str | Path | None = None,
+    roots: Sequence[str | Path] | None = None,
+) -> ArrayDataset:
     """Load a dataset by name.
 
     Args:
@@ -426,6 +477,8 @@ def load_dataset(name: str, split: str | None = "train", root: str | Path | None
         split: ``"train"`` or ``"test"``; an image folder also takes ``None`` (every image).
         root: Data directory: for Fashion-MNIST see :func:`load_fashion_mnist`; the folder for ``"folder"``;
             must be ``None`` for ``"digits"`` (bundled with scikit-learn).
+        roots: ``None`` (the default, for the operator's own commands): any folder may be read. Otherwise the
+            only folders a folder data set may lie in (see :func:`confine_folder`; empty: no folder data set).
 
     Returns:
         The dataset, see the individual loaders.
@@ -434,6 +487,7 @@ def load_dataset(name: str, split: str | None = "train", root: str | Path | None
         ValueError: Unknown name (the message lists the accepted ones and close matches) or split, or a
             ``root`` that the dataset does not take.
         DatasetNotFoundError: The data files are missing.
+        DatasetNotAllowedError: A folder outside ``roots``.
     """
     key = _normalise_name(name)
     if split is not None or not key.startswith("folder"):
@@ -451,5 +505,7 @@ def load_dataset(name: str, split: str | None = "train", root: str | Path | None
         folder = path or root
         if folder is None or folder == "":
             raise ValueError("dataset 'folder' needs a path: use 'folder:<path>' or pass root=<path>")
+        if roots is not None:
+            folder = confine_folder(folder, roots)
         return load_image_folder(folder, split=split)
     raise _unknown_name(name)

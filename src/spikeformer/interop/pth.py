@@ -41,13 +41,26 @@ def import_pth(
     Raises:
         ValueError: The file is not a tensor-only state dict, or its keys are not a Spikformer's.
     """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); expected a .pth state dict written by torch.save")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as e:
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as e:
+        # an unreadable file surfaces as any of these (EOFError when truncated, KeyError on text)
+        first = (str(e).splitlines() or [""])[0][:200] or type(e).__name__
         raise ValueError(
-            f"cannot read {path} as a tensor-only state dict (weights_only=True): {str(e).splitlines()[0]}"
-        ) from e
-    model = from_spikingjelly(state, img_size=img_size, num_heads=num_heads, timesteps=timesteps)
+            f"{path} is not a torch.save file holding a tensor-only state dict (read with weights_only=True, nothing "
+            f"unpickled): {type(e).__name__}: {first}"
+        ) from None
+    try:
+        model = from_spikingjelly(state, img_size=img_size, num_heads=num_heads, timesteps=timesteps)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path} does not hold a Spikformer state dict: {type(e).__name__}: {e}") from None
     c = model.config.in_chans
     pre = Preprocess(mean=(0.0,) * c, std=(1.0,) * c, channels=c, image_size=model.config.img_size)
     return save_checkpoint(

@@ -28,7 +28,9 @@ from spikeformer.serve.errors import ServiceError
 from spikeformer.serve.model_repository import ModelRepository
 from spikeformer.serve.records import RecordBuffer
 from spikeformer.serve.services.background import (
+    expire_records,
     poll_settings,
+    record_spool,
     record_writer,
     sync_model_versions,
     watch_temperature,
@@ -62,7 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("database unavailable at start-up, serving degraded (records are buffered): %s", e)
             metrics.DB_UP.set(0)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        records = RecordBuffer(record_writer(db), settings.record_buffer_size, settings.record_flush_interval_s)
+        records = RecordBuffer(
+            record_writer(db),
+            settings.record_buffer_size,
+            settings.record_flush_interval_s,
+            spool=record_spool(settings, db),
+        )
         inference = InferenceService(
             repo=None,
             settings=settings,
@@ -95,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poller = asyncio.get_running_loop().create_task(poll_settings(state))
         thermal_task = asyncio.get_running_loop().create_task(watch_temperature(state))
         incidents_task = asyncio.get_running_loop().create_task(watch_incidents(state))
+        retention_task = asyncio.get_running_loop().create_task(expire_records(state))
         log.info(
             "spikeformer %s serving %d model version(s) from %s",
             __version__,
@@ -107,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller.cancel()
             thermal_task.cancel()
             incidents_task.cancel()
+            retention_task.cancel()
             await inference.stop()
             await asyncio.get_running_loop().run_in_executor(None, records.stop, settings.shutdown_timeout_s)
             executor.shutdown(wait=True)
@@ -117,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Spiking transformer inference (Open Inference Protocol / KServe V2) and operations.",
+        # no trailing-slash redirects: Starlette builds their absolute URL from the client's Host header
+        redirect_slashes=False,
     )
 
     @app.exception_handler(ServiceError)
@@ -129,8 +140,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        path = request.url.path
+        if exc.status_code == 404 and len(path) > 1 and path.endswith("/"):
+            message = f"{message}: paths take no trailing slash (try {path.rstrip('/') or '/'})"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -143,6 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (oip, classify, admin, jobs, incidents, console, status):
         app.include_router(module.router)
-    app.add_middleware(middleware.BodySizeLimit, limit=settings.max_body_bytes)
-    app.add_middleware(middleware.InflightLimit, limit=settings.max_inflight, retry_after_s=settings.retry_after_s)
+    app.add_middleware(
+        middleware.InflightLimit,
+        limit=settings.max_inflight,
+        retry_after_s=settings.retry_after_s,
+        max_partial=settings.max_partial_bodies,
+    )
+    # added last, so outermost: its size limit and read deadline also bound the bodies InflightLimit reads
+    app.add_middleware(
+        middleware.BodySizeLimit, limit=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s
+    )
     return app

@@ -1,13 +1,21 @@
 """The model repository: ``<root>/<model>/<version>/`` checkpoint folders, each verified (sha256) before loading.
 
 A version that is missing, corrupt or fails to load is recorded as ``failed`` with its reason; the other versions
-and models keep serving. The active version of a model is the newest ready one unless an operator pinned another
-(``rollback`` pins the previous ready version).
+and models keep serving. Everything done when a version loads happens inside one failure boundary
+(:meth:`ModelRepository.load`): manifest parsing and its schema, the weights' sha256, building the model and its runner,
+and the ``on_load`` callback (where the service decodes the sample images, profiles energy and starts the batcher). A
+version is published as ready only once all of that succeeded.
+
+The reasons are shown to keyless readers (``/v2/repository/index``, readiness and metadata), so they name files
+relative to the repository root (``tiny/3/model.safetensors``) and carry no absolute host path; the full message is
+logged. The active version of a model is the newest ready one unless an operator pinned another (``rollback`` pins
+the previous ready version).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +36,9 @@ class ModelNotFoundError(LookupError):
 
 class ModelNotReadyError(RuntimeError):
     """The model version exists but is not loaded."""
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\"(),;]+")
 
 
 def _version_key(v: str) -> tuple[int, int | str]:
@@ -87,8 +98,27 @@ class ModelRepository:
     def load_all(self) -> list[ModelVersion]:
         return [self.load(name, version) for name, version, _ in self.scan()]
 
+    def public_reason(self, message: str) -> str:
+        """``message`` with paths under the repository made relative to it and any other absolute path hidden."""
+        for root in sorted(
+            {str(self.root.resolve()), str(self.root.absolute()), str(self.root)}, key=len, reverse=True
+        ):
+            if root not in (".", ""):
+                message = message.replace(root.rstrip("/") + "/", "")
+        return _ABSOLUTE_PATH.sub("<host path>", message)
+
+    def _fail(self, mv: ModelVersion, error: BaseException, reason: str) -> None:
+        log.error("model %s version %s is NOT ready: %s", mv.name, mv.version, error)
+        mv.status, mv.error, mv.pipeline = "failed", self.public_reason(str(error)), None
+        metrics.MODEL_LOAD_FAILURES.labels(mv.name, mv.version, reason).inc()
+
     def load(self, name: str, version: str) -> ModelVersion:
-        """Verify and load one version; failures are recorded, logged and counted, never raised."""
+        """Verify and load one version, then hand it to ``on_load``; failures are recorded, logged and counted.
+
+        Nothing raised while loading escapes: the version becomes ``failed`` with the reason, what ``on_load`` set up
+        is handed to ``on_unload``, and the other versions keep serving. The new version replaces the previous one
+        of the same name and version (handed to ``on_unload`` first) and is published once ``on_load`` returned.
+        """
         path = self.root / name / version
         mv = ModelVersion(name, version, path)
         try:
@@ -98,23 +128,33 @@ class ModelRepository:
             mv.manifest = mv.pipeline.manifest
             mv.status, mv.error = "ready", None
         except IntegrityError as e:
-            mv.status, mv.error = "failed", str(e)
-            metrics.MODEL_LOAD_FAILURES.labels(name, version, "integrity").inc()
+            self._fail(mv, e, "integrity")
         except (CheckpointError, ValueError, OSError, RuntimeError) as e:
-            mv.status, mv.error = "failed", str(e)
-            metrics.MODEL_LOAD_FAILURES.labels(name, version, "load").inc()
-        if mv.status == "failed":
-            log.error("model %s version %s is NOT ready: %s", name, version, mv.error)
-        else:
-            log.info("model %s version %s ready (sha256 %s)", name, version, mv.manifest.sha256[:12])
+            self._fail(mv, e, "load")
+        except Exception as e:  # noqa: BLE001 - the failure boundary: any error fails this version only
+            log.exception("model %s version %s: unexpected error while loading", name, version)
+            self._fail(mv, e, "load")
         with self._lock:
             old = self._versions.get((name, version))
-            self._versions[(name, version)] = mv
         if old is not None and old.ready and self._on_unload:
             self._on_unload(old)
-        metrics.MODEL_READY.labels(name, version).set(1 if mv.ready else 0)
         if mv.ready and self._on_load:
-            self._on_load(mv)
+            try:
+                self._on_load(mv)
+            except Exception as e:  # noqa: BLE001 - sample decoding, energy profiling, warm-up, batcher start
+                log.exception("model %s version %s: cannot start serving it", name, version)
+                if self._on_unload:
+                    try:
+                        self._on_unload(mv)
+                    except Exception:  # noqa: BLE001
+                        log.exception("model %s version %s: cleaning up after the failed load failed", name, version)
+                self._fail(mv, e, "load")
+                mv.error = f"cannot start serving it: {mv.error}"
+        if mv.ready:
+            log.info("model %s version %s ready (sha256 %s)", name, version, mv.manifest.sha256[:12])
+        with self._lock:
+            self._versions[(name, version)] = mv
+        metrics.MODEL_READY.labels(name, version).set(1 if mv.ready else 0)
         return mv
 
     def load_model(self, name: str) -> list[ModelVersion]:

@@ -3,6 +3,10 @@
 A job is claimed with a lease (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: an atomic conditional update), the
 lease is renewed after every chunk, and the result is written once, only by the lease holder. A worker killed
 mid-job leaves the job to be re-claimed when its lease expires. SIGTERM stops claiming and finishes the current job.
+
+A job is a client's request, so the worker reads a folder data set only inside its ``job_data_roots`` (whatever the
+service checked at submission), and a failed job's error is written for that client: it names no host path (of the
+model repository or a data folder) and lists no folder; the full reason goes to the worker's log.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 
 from spikeformer.serve import metrics
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository
-from spikeformer.serve.services.jobs import payload_images
+from spikeformer.serve.services.jobs import JobInputError, payload_images
 from spikeformer.settings import Settings
 from spikeformer.store import Database, JobStore, StoreError
 
@@ -37,6 +41,18 @@ class WorkerOptions:
     chunk_size: int = 64
     max_jobs: int | None = None  # stop after this many jobs (tests, one-shot runs)
     idle_exit_s: float | None = None  # stop after being idle this long
+
+
+def _client_error(job, error: Exception) -> str:
+    """The reason a job failed, as its client may read it: no host path, no folder listing."""
+    version = f" version {job.version!r}" if job.version else ""
+    if isinstance(error, ModelNotFoundError):
+        return f"model {job.model!r}{version} is not in the worker's model repository"
+    if isinstance(error, ModelNotReadyError):
+        return f"model {job.model!r}{version} has no ready version on the worker"
+    if isinstance(error, JobInputError):
+        return str(error)
+    return "the job's images do not fit the model's input (channels, size or value range)"
 
 
 class Worker:
@@ -69,11 +85,12 @@ class Worker:
         opts = self.options
         try:
             mv = self._model(job.model, job.version)
-            images, labels = payload_images(json.loads(job.payload))
+            images, labels = payload_images(json.loads(job.payload), self.settings.job_data_roots)
             x = mv.pipeline.preprocess(images)
         except (ModelNotFoundError, ModelNotReadyError, ValueError, OSError) as e:
+            log.warning("job %s failed: %s", job.id, e, exc_info=isinstance(e, JobInputError))
             with self.db.session() as s:
-                JobStore(s).fail(job.id, self.worker_id, str(e)[:1000])
+                JobStore(s).fail(job.id, self.worker_id, _client_error(job, e)[:1000])
             return "failed"
         preds, spikes = [], 0
         for start in range(0, len(x), opts.chunk_size):

@@ -5,6 +5,9 @@ expires, and any worker may then claim the job again (the first worker crashed o
 `heartbeat`, `complete` or `fail` finds another id on the row and is refused. Every transition is one conditional
 UPDATE, so it is atomic without application locks. Lease times come from the database clock on PostgreSQL (workers
 on several machines agree on it) and from this machine's clock on SQLite (one machine).
+
+A job records the API key that queued it (`api_key_id`, NULL for keyless submissions), so that the jobs still
+pending can be counted per key (`pending_counts`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Interval, and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from spikeformer._deprecation import moved_names
@@ -22,9 +25,11 @@ from spikeformer.store._sql import dialect_name
 from spikeformer.store._types import UTCDateTime, utcnow
 from spikeformer.store.tables import JOB_STATUSES, Job
 
-__all__ = ["JobStore"]
+__all__ = ["PENDING_STATUSES", "JobStore"]
 
 _FETCH = {"synchronize_session": "fetch"}
+#: Statuses of jobs not finished yet.
+PENDING_STATUSES = ("queued", "running")
 
 
 class JobStore:
@@ -52,7 +57,14 @@ class JobStore:
 
     # -- commands ---------------------------------------------------------------------------------------------
 
-    def submit(self, model: str, payload: dict[str, Any], total: int, version: str | None = None) -> Job:
+    def submit(
+        self,
+        model: str,
+        payload: dict[str, Any],
+        total: int,
+        version: str | None = None,
+        api_key_id: int | None = None,
+    ) -> Job:
         """Queue a job.
 
         Args:
@@ -60,6 +72,7 @@ class JobStore:
             payload: the work (images, a data-set slice), stored as JSON and opaque to the store.
             total: number of items, the scale of `progress`.
             version: model version, or None for the default one.
+            api_key_id: id of the API key that queued the job; None for a keyless submission.
         """
         if total < 0:
             raise ValueError(f"total must not be negative, got {total}")
@@ -71,6 +84,7 @@ class JobStore:
             total=total,
             progress=0,
             attempts=0,
+            api_key_id=api_key_id,
             created_at=utcnow(),
         )
         self._session.add(job)
@@ -168,6 +182,19 @@ class JobStore:
         if status is not None:
             stmt = stmt.where(Job.status == status)
         return self._session.scalars(stmt).all()
+
+    def pending_counts(self, api_key_id: int | None) -> tuple[int, int]:
+        """`(pending jobs in all, pending jobs of api_key_id)`, in one query; pending means queued or running.
+
+        Args:
+            api_key_id: the key whose jobs are counted; None counts the keyless jobs (one shared bucket).
+        """
+        mine = Job.api_key_id.is_(None) if api_key_id is None else Job.api_key_id == api_key_id
+        stmt = select(func.count(), func.coalesce(func.sum(case((mine, 1), else_=0)), 0)).where(
+            Job.status.in_(PENDING_STATUSES)
+        )
+        total, of_key = self._session.execute(stmt).one()
+        return int(total), int(of_key)
 
     def count_by_status(self) -> dict[str, int]:
         """Number of jobs per status, every status present (zero when none)."""

@@ -170,6 +170,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(200))
+    api_key_id: Mapped[int | None] = mapped_column(Integer)  # the key that queued it; NULL: keyless (migration 0004)
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -307,3 +308,32 @@ class IncidentAlert(Base):
     ends_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- daily aggregates of the inference records (migration 0003) -------------------------------------------------------
+from datetime import date  # noqa: E402  (appended section: the daily aggregates)
+
+from sqlalchemy import Date  # noqa: E402
+
+__all__ += ["InferenceDailyAggregate"]
+
+
+class InferenceDailyAggregate(Base):
+    """The inference records of one UTC day, model and status, summed; outlives the raw records' retention.
+
+    `latency_hist` is JSON text: counts of the latencies per bucket of
+    `spikeformer.store.inference_records.LATENCY_BUCKETS_MS` (upper bounds in ms, a last bucket for the rest).
+    `sealed` is set when the day's raw records start to be deleted: from then on the row is final.
+    """
+
+    __tablename__ = "inference_daily_aggregates"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    latency_ms_sum: Mapped[float] = mapped_column(Float)
+    latency_ms_max: Mapped[float | None] = mapped_column(Float)
+    latency_hist: Mapped[str] = mapped_column(Text)
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

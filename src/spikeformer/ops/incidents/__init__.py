@@ -39,6 +39,8 @@ from spikeformer.ops.incidents.views import (
     Targets,
     format_duration,
     incident_view,
+    public_incident_view,
+    redact_keys,
     targets,
 )
 
@@ -63,6 +65,8 @@ __all__ = [
     "format_duration",
     "incident_view",
     "parse_webhook",
+    "public_incident_view",
+    "redact_keys",
     "render_message",
     "render_postmortem",
     "targets",

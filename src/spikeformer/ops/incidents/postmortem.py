@@ -5,14 +5,24 @@ root cause analysis, action items with owners) and is due 48 hours after resolut
 estimated: the inference records of the incident window [start, resolution) (or until now for an incident still
 open) are compared with the window of the same length just before it (at most 24 hours), from
 `InferenceRecordStore.window_stats` (requests, failures, p50 / p99 latency of the successful ones) and the
-failures by status (`error`, `timeout`, `rejected`).
+failures by status (`error`, `timeout`, `rejected`). Once a window's raw records have passed their retention, its
+figures come from the daily aggregates of the UTC days it touches (`InferenceRecordStore.daily_stats`: whole days,
+latency percentiles to the histogram's bucket bounds, compared with as many days before them) and the draft says
+so.
+
+Text that comes from outside (alert names, labels and annotations, the alert group's key, titles, summaries, the
+timeline's authors and messages) is neutralised before it enters the Markdown: `&`, `<` and `>` become HTML
+entities (no raw HTML reaches a renderer), backslashes, backticks and square brackets are escaped (no links, images
+or code spans), and on lines and in table cells line breaks are folded and `|` is escaped.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from spikeformer.ops.incidents.views import format_duration, targets
@@ -36,8 +46,18 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+# Characters that start Markdown constructs inline text must not open: code spans, links and images, escapes.
+_MARKDOWN_ACTIVE = re.compile(r"([\\`\[\]])")
+
+
+def _md(text: str | None) -> str:
+    """Outside text made inert in Markdown: HTML-escaped, with backslashes, backticks and brackets escaped."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", html.escape(text or "", quote=False))
+
+
+def _cell(text: str | None) -> str:
+    """Outside text as one table cell (or one line): `_md`, on one line, `|` escaped."""
+    return " ".join(_md(text).split()).replace("|", "\\|")
 
 
 def _rate(stats: dict[str, Any]) -> str:
@@ -65,18 +85,36 @@ def impact_windows(
         now: the current time.
 
     Returns:
-        `(window, baseline)`, each `{"start", "end", **window_stats, "by_status": {status: count}}` as
-        `render_postmortem` takes them.
+        `(window, baseline)`, each `{"start", "end", "source", **window_stats, "by_status": {status: count}}` as
+        `render_postmortem` takes them; `source` is `"records"`, or `"daily"` once the raw records of the windows
+        have passed their retention (whole UTC days from the daily aggregates).
     """
     start = incident.started_at
     end = incident.resolved_at or now
     length = min(max(end - start, timedelta(minutes=1)), BASELINE_MAX)
+    complete_since = records.raw_complete_since()
+    if complete_since is not None and start - length < complete_since:
+        # The raw records are (partly) gone: whole UTC days from the aggregates, the days before as the baseline.
+        first = start.astimezone(UTC).date()
+        last = max(first, (end - timedelta(microseconds=1)).astimezone(UTC).date())
+        days = last - first + timedelta(days=1)
+
+        def daily(a: date, b: date) -> dict[str, Any]:
+            return {"start": _midnight(a), "end": _midnight(b + timedelta(days=1)), "source": "daily"} | (
+                records.daily_stats(a, b)
+            )
+
+        return daily(first, last), daily(first - days, first - timedelta(days=1))
 
     def stats(a: datetime, b: datetime) -> dict[str, Any]:
         by_status = {st: records.count(a, b, status=st) for st in ("error", "timeout", "rejected")}
-        return {"start": a, "end": b, **records.window_stats(a, b), "by_status": by_status}
+        return {"start": a, "end": b, "source": "records", **records.window_stats(a, b), "by_status": by_status}
 
     return stats(start, end), stats(start - length, start)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def render_postmortem(
@@ -100,12 +138,13 @@ def render_postmortem(
     sev = get_severity(incident.sev)
     t = targets(incident, now)
     lines = [
-        f"# Post-mortem (draft): incident #{incident.id}: {incident.title}",
+        f"# Post-mortem (draft): incident #{incident.id}: {_cell(incident.title)}",
         "",
         f"- Severity: {sev.name} ({sev.title}: {sev.definition})",
         f"- Status: {incident.status}",
-        f"- Incident commander: {incident.commander or 'not assigned'}",
-        f"- Source: {incident.source}" + (f" (alert group `{incident.alert_group}`)" if incident.alert_group else ""),
+        f"- Incident commander: {_cell(incident.commander) or 'not assigned'}",
+        f"- Source: {_cell(incident.source)}"
+        + (f" (alert group {_cell(incident.alert_group)})" if incident.alert_group else ""),
         f"- Written: {_t(now)}",
     ]
     if t.postmortem_due_at is None:
@@ -121,7 +160,7 @@ def render_postmortem(
         "",
         "## Summary",
         "",
-        incident.summary or "_To be written._",
+        _md(incident.summary) or "_To be written._",
         "",
         "## Response times",
         "",
@@ -138,10 +177,9 @@ def render_postmortem(
         "",
         "## Impact",
         "",
-        incident.impact or "_Describe who was affected and how._",
+        _md(incident.impact) or "_Describe who was affected and how._",
         "",
-        f"Measured from the inference records, incident window {_t(window['start'])} to {_t(window['end'])} "
-        f"compared with the {format_duration(baseline['end'] - baseline['start'])} before it:",
+        _measured(window, baseline),
         "",
         "| Window | Requests | Failed | Failure rate | Errors | Timeouts | Rejected | p50 latency | p99 latency |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -163,7 +201,9 @@ def render_postmortem(
                 f"{k}={v}" for k, v in sorted(labels.items()) if k not in group and k not in _QUIET_LABELS
             )
             name = (a.alertname or a.fingerprint) + (f" ({extra})" if extra else "")
-            lines.append(f"| {_cell(name)} | {a.sev or '-'} | {a.status} | {_t(a.starts_at)} | {_t(a.ends_at)} |")
+            lines.append(
+                f"| {_cell(name)} | {_cell(a.sev) or '-'} | {_cell(a.status)} | {_t(a.starts_at)} | {_t(a.ends_at)} |"
+            )
     else:
         lines.append("No Alertmanager alert was attached (the incident was opened by hand).")
     lines += [
@@ -179,11 +219,11 @@ def render_postmortem(
         "",
         "## Root cause",
         "",
-        incident.root_cause or "_What caused the incident (ask why until the answer is a process or a design)._",
+        _md(incident.root_cause) or "_What caused the incident (ask why until the answer is a process or a design)._",
         "",
         "## Resolution",
         "",
-        incident.resolution or "_How it was fixed._",
+        _md(incident.resolution) or "_How it was fixed._",
         "",
         "## What went well",
         "",
@@ -203,6 +243,21 @@ def render_postmortem(
         "",
     ]
     return "\n".join(lines)
+
+
+def _measured(window: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """The sentence that says where the impact figures come from."""
+    span = f"{_t(window['start'])} to {_t(window['end'])}"
+    before = f"{_t(baseline['start'])} to {_t(baseline['end'])}"
+    if "daily" in (window.get("source"), baseline.get("source")):
+        return (
+            f"The raw inference records of this time have passed their retention: measured from the daily aggregates "
+            f"(whole UTC days; latency percentiles to the bucket bound), incident {span} compared with {before}:"
+        )
+    return (
+        f"Measured from the inference records, incident window {span} "
+        f"compared with the {format_duration(baseline['end'] - baseline['start'])} before it:"
+    )
 
 
 def _d(later: datetime | None, earlier: datetime) -> timedelta | None:

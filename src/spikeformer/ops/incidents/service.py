@@ -47,7 +47,15 @@ from spikeformer.ops.incidents.errors import IncidentConflictError, IncidentInpu
 from spikeformer.ops.incidents.messages import check_url, post_to_chat, render_message
 from spikeformer.ops.incidents.postmortem import impact_windows, render_postmortem
 from spikeformer.ops.incidents.silences import Silences, silence_matchers
-from spikeformer.ops.incidents.views import ACTIVE_STATUSES, format_duration, incident_view, targets
+from spikeformer.ops.incidents.views import (
+    ACTIVE_STATUSES,
+    PublicIncident,
+    format_duration,
+    incident_view,
+    public_incident_view,
+    redact_keys,
+    targets,
+)
 from spikeformer.ops.severity import SEVERITIES, Severity
 from spikeformer.ops.smoke import SmokeResultError, assess_result
 from spikeformer.settings import ENV_PREFIX, get_settings
@@ -537,30 +545,48 @@ class IncidentService:
     # -- queries ------------------------------------------------------------------------------------------------
 
     def get(self, incident_id: int, visibility: str | None = None) -> dict[str, Any]:
-        """The incident with its timeline (only `visibility` events when given) and its alerts."""
+        """The incident with its timeline and its alerts.
+
+        Args:
+            incident_id: the incident.
+            visibility: None for everything (`incident_view`); `public` for what readers without a key may see
+                (`public_incident_view`: public fields, public entries, no key prefixes); `internal` for every field
+                and the internal entries only.
+        """
         if visibility is not None:
             check.visibility(visibility)
         with self.db.session() as s:
             store = IncidentStore(s)
             incident = self._load(store, incident_id, lock=False)
+            if visibility == "public":
+                return public_incident_view(
+                    incident, self.clock(), store.events(incident.id, "public"), store.alerts(incident.id)
+                )
             return incident_view(
                 incident, self.clock(), store.events(incident.id, visibility), store.alerts(incident.id)
             )
 
-    def list_incidents(self, statuses: list[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_incidents(
+        self, statuses: list[str] | None = None, limit: int = 100, public: bool = False
+    ) -> list[dict[str, Any]]:
         """Incidents, newest first, with their overdue flags (no timelines).
 
         Args:
             statuses: only these (`open`, `acknowledged`, `mitigated`, `resolved`, `closed`; `active` stands for
                 the first three); default every status.
             limit: at most this many (1..1000).
+            public: what readers without a key may see (`public_incident_view`), not every field.
         """
         if not 1 <= limit <= 1000:
             raise IncidentInputError(f"limit must be between 1 and 1000, got {limit}")
         wanted = check.statuses(statuses)
         now = self.clock()
         with self.db.session() as s:
-            return [incident_view(i, now) for i in IncidentStore(s).list_recent(wanted, limit)]
+            store = IncidentStore(s)
+            incidents = store.list_recent(wanted, limit)
+            if public:
+                return [public_incident_view(i, now, store.events(i.id, "public"), timeline=False) for i in incidents]
+            return [incident_view(i, now) for i in incidents]
 
     def severity_metrics(self) -> dict[str, dict[str, int]]:
         """Per SEV: active incidents, those past their acknowledgement target, those past their update interval.
@@ -581,12 +607,25 @@ class IncidentService:
 
     # -- messages -----------------------------------------------------------------------------------------------
 
-    def message(self, incident_id: int, kind: str) -> str:
-        """The runbook's `initial`, `update` or `resolution` message filled from the incident."""
+    def message(self, incident_id: int, kind: str, public: bool = False) -> str:
+        """The runbook's `initial`, `update` or `resolution` message filled from the incident.
+
+        Args:
+            incident_id: the incident.
+            kind: `initial`, `update` or `resolution`.
+            public: for readers without a key: filled from the public fields and the latest public update only
+                (`PublicIncident`), with API key prefixes redacted.
+        """
         with self.db.session() as s:
             store = IncidentStore(s)
             incident = self._load(store, incident_id, lock=False)
-            return render_message(kind, incident, store.last_event(incident_id, "update"), self.clock())
+            if not public:
+                return render_message(kind, incident, store.last_event(incident_id, "update"), self.clock())
+            events = store.events(incident_id, "public")
+            updates = [e for e in events if e.kind == "update"]
+            seen = PublicIncident(incident, events)
+            text = render_message(kind, seen, updates[-1] if updates else None, self.clock())  # type: ignore[arg-type]
+            return redact_keys(text) or text
 
     def post_message(self, incident_id: int, kind: str, author: str, webhook_url: str | None = None) -> dict[str, Any]:
         """Render a message and post it to the chat webhook; the outcome is recorded in the timeline.

@@ -5,29 +5,45 @@ Targets come from the one severity table (`spikeformer.ops.severity`): an incide
 mitigated) later than `last_update_at + update_interval_minutes`, and its post-mortem is *overdue* while it is
 `resolved` (not yet closed) later than `resolved_at + 48 h` and is SEV-1 or SEV-2 (for SEV-3 and SEV-4 a
 post-mortem is optional: the due date is shown, never flagged).
+
+Two views of an incident: `incident_view` (everything: for keys with scope `alerts` or `admin`, the CLI) and
+`public_incident_view` (for readers without a key). The public view is built from public sources only: its
+`progress`, `next_steps` and `eta` are those of the latest *public* updates (an internal update changes the
+incident's fields but not what the public sees), its timeline holds public entries only, its alerts carry no labels,
+annotations or URLs, the alert group's key and labels are left out, and API key prefixes (`api key sfk_3Jc0`, the
+author of a change made with a key) read `operator` wherever they occur.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from spikeformer.ops.severity import Severity, get_severity
 from spikeformer.store import ACTIVE_STATUSES, Incident, IncidentAlert, IncidentEvent
+from spikeformer.store.api_keys import KEY_PREFIX
 
 __all__ = [
     "ACTIVE_STATUSES",
     "EVENT_KINDS",
+    "KEYLESS_AUTHOR",
     "POSTMORTEM_DUE",
     "POSTMORTEM_REQUIRED_LEVEL",
+    "PUBLIC_EVENT_DATA",
+    "PublicIncident",
     "Targets",
     "alert_view",
     "event_view",
     "format_duration",
     "incident_view",
     "iso",
+    "public_alert_view",
+    "public_event_view",
+    "public_incident_view",
+    "redact_keys",
     "targets",
 ]
 
@@ -55,6 +71,27 @@ EVENT_KINDS: dict[str, str] = {
     "silence": "an Alertmanager silence was created, or creating it failed",
     "chat": "a message was posted to the chat webhook, or posting it failed",
 }
+
+
+# What an API key prefix reads as for readers without a key.
+KEYLESS_AUTHOR = "operator"
+# The `data` of public timeline events that readers without a key see, by event kind (any other: none; the data of
+# an Alertmanager event holds labels and URLs).
+PUBLIC_EVENT_DATA: dict[str, tuple[str, ...]] = {
+    "update": ("progress", "next_steps", "eta"),
+    "resolved": ("root_cause", "resolution"),
+}
+_PUBLIC_ALERT_FIELDS = ("alertname", "status", "sev", "starts_at", "ends_at")
+# `api key sfk_3Jc0` (the author of a change made with a key), and any other key prefix or whole key in a text.
+_KEY_AUTHOR = re.compile(r"\bapi key " + re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]*")
+_KEY = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]*")
+
+
+def redact_keys(text: str | None) -> str | None:
+    """`text` with API key prefixes replaced: `api key sfk_3Jc0` -> `operator`, any other `sfk_...` -> `[key]`."""
+    if not text:
+        return text
+    return _KEY.sub("[key]", _KEY_AUTHOR.sub(KEYLESS_AUTHOR, text))
 
 
 def iso(value: datetime | None) -> str | None:
@@ -206,4 +243,91 @@ def incident_view(
         view["timeline"] = [event_view(e) for e in events]
     if alerts is not None:
         view["alerts"] = [alert_view(a) for a in alerts]
+    return view
+
+
+class PublicIncident:
+    """An incident as readers without a key may see it: the row's fields, with the public ones replaced.
+
+    Reading an attribute never changes the row. `progress`, `next_steps` and `eta` are replayed from the public
+    `update` events (each field from the latest public update that gave one, as `post_update` sets them); the texts
+    a person or an alert wrote have API key prefixes redacted (`redact_keys`); the alert group's key and labels are
+    None.
+
+    Args:
+        incident: the row.
+        events: its timeline (only the public entries are read).
+    """
+
+    _REDACTED = ("title", "summary", "impact", "commander", "acknowledged_by", "root_cause", "resolution")
+    _HIDDEN = ("alert_group", "group_labels")
+
+    def __init__(self, incident: Incident, events: Sequence[IncidentEvent]) -> None:
+        fields: dict[str, Any] = {"progress": None, "next_steps": None, "eta": None}
+        for event in events:
+            if event.kind != "update" or event.visibility != "public" or not event.data:
+                continue
+            data = json.loads(event.data)
+            for name in ("progress", "next_steps"):
+                if name in data:
+                    fields[name] = redact_keys(data[name])
+            if data.get("eta"):
+                fields["eta"] = datetime.fromisoformat(data["eta"])
+        for name in self._REDACTED:
+            fields[name] = redact_keys(getattr(incident, name))
+        fields.update(dict.fromkeys(self._HIDDEN))
+        self._incident = incident
+        self._fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        fields = self.__dict__.get("_fields", {})
+        if name in fields:
+            return fields[name]
+        return getattr(self.__dict__["_incident"], name)
+
+
+def public_event_view(event: IncidentEvent) -> dict[str, Any]:
+    """A public timeline event for readers without a key: key prefixes redacted, data only as `PUBLIC_EVENT_DATA`."""
+    data = _json(event.data)
+    allowed = PUBLIC_EVENT_DATA.get(event.kind, ())
+    public_data = {k: redact_keys(v) if isinstance(v, str) else v for k, v in (data or {}).items() if k in allowed}
+    return {
+        "id": event.id,
+        "time": iso(event.created_at),
+        "kind": event.kind,
+        "visibility": event.visibility,
+        "author": redact_keys(event.author),
+        "message": redact_keys(event.message),
+        "data": public_data or None,
+    }
+
+
+def public_alert_view(alert: IncidentAlert) -> dict[str, Any]:
+    """An attached alert for readers without a key: its name, status, severity and times (no labels, no URLs)."""
+    view = alert_view(alert)
+    return {k: view[k] for k in _PUBLIC_ALERT_FIELDS}
+
+
+def public_incident_view(
+    incident: Incident,
+    now: datetime,
+    events: Sequence[IncidentEvent],
+    alerts: Sequence[IncidentAlert] | None = None,
+    timeline: bool = True,
+) -> dict[str, Any]:
+    """An incident as readers without a key see it (the fields of `incident_view`, from public sources only).
+
+    Args:
+        incident: the row.
+        now: the time the overdue flags are computed for.
+        events: its timeline; internal entries are skipped (they may be passed or left out).
+        alerts: the attached alerts to include (omitted when None).
+        timeline: include the public timeline.
+    """
+    public = [e for e in events if e.visibility == "public"]
+    view = incident_view(PublicIncident(incident, public), now)  # type: ignore[arg-type]  # reads attributes only
+    if timeline:
+        view["timeline"] = [public_event_view(e) for e in public]
+    if alerts is not None:
+        view["alerts"] = [public_alert_view(a) for a in alerts]
     return view

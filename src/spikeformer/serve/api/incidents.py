@@ -1,8 +1,11 @@
 """Incident routes (``/v1/incidents``) and the Alertmanager webhook (``/v1/alertmanager/webhook``).
 
-Reading needs no key, but only a key with scope ``alerts`` (or ``admin``) sees ``internal`` timeline entries;
-without one the timeline holds the ``public`` entries only (what a status page may show). Every change needs an
-``admin`` key; the webhook needs ``alerts`` (or ``admin``), sent by Alertmanager as ``http_config.authorization``.
+Reading needs no key, but only a key with scope ``alerts`` (or ``admin``) sees everything. Without one, every read
+route (the list, an incident, its messages) answers from public sources only (``public_incident_view``): public
+timeline entries, the progress, next steps and ETA of public updates, alerts without labels or URLs, and no API
+key prefixes (they read ``operator``). A key that is sent must be valid (401) and hold ``alerts`` (403). The
+post-mortem draft needs a key. Every change needs an ``admin`` key; the webhook needs ``alerts`` (or ``admin``),
+sent by Alertmanager as ``http_config.authorization``.
 The logic is ``spikeformer.ops.incidents.IncidentService``; the routes validate, call it off the event loop, and
 refresh the incident gauges of ``/metrics`` (``spikeformer.serve.services.incident_watcher``, which also keeps them
 current in the background). An incident error is answered with its own ``http_status`` (400, 404 or 409) and
@@ -241,12 +244,15 @@ async def severities() -> dict:
 )
 async def list_incidents(
     state: State,
+    internal: SeesInternal,
     status: Annotated[
         list[str] | None, Query(description="active, open, acknowledged, mitigated, resolved, closed (repeatable)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
-    items = await _call(state, "list the incidents", _service(state).list_incidents, status, limit, refresh=False)
+    items = await _call(
+        state, "list the incidents", _service(state).list_incidents, status, limit, not internal, refresh=False
+    )
     return {"incidents": items}
 
 
@@ -261,8 +267,10 @@ async def get_incident(incident_id: IncidentId, state: State, internal: SeesInte
     "/v1/incidents/{incident_id}/messages/{kind}",
     summary="The runbook's initial report, progress update or resolution notice, filled from the incident",
 )
-async def get_message(incident_id: IncidentId, kind: MessageKind, state: State) -> dict:
-    text = await _call(state, "render the message", _service(state).message, incident_id, kind, refresh=False)
+async def get_message(incident_id: IncidentId, kind: MessageKind, state: State, internal: SeesInternal) -> dict:
+    text = await _call(
+        state, "render the message", _service(state).message, incident_id, kind, not internal, refresh=False
+    )
     return {"incident_id": incident_id, "kind": kind, "text": text}
 
 

@@ -17,9 +17,14 @@ router = APIRouter(tags=["Batch jobs"])
 
 
 @router.post("/v1/jobs", status_code=202, summary="Queue a batch job (images or a data-set slice)")
-async def submit_job(request: Request, state: State, _key: InferKey) -> dict:
-    job = jobs_service.new_job(state.inference, await json_body(request, state.settings.max_body_bytes))
-    return await run_store(partial(jobs_service.submit_job, state.db, job), "queue the job")
+async def submit_job(request: Request, state: State, key: InferKey) -> dict:
+    settings = state.settings
+    body = await json_body(request, settings.max_body_bytes)
+    job = jobs_service.new_job(state.inference, body, settings.job_data_roots)
+    submit = partial(
+        jobs_service.submit_job, state.db, job, key, settings.max_pending_jobs, settings.max_pending_jobs_per_key
+    )
+    return await run_store(submit, "queue the job")
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's status, progress and result")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,11 @@ class InferenceService:
 
     # ------------------------------------------------------------------ model lifecycle hooks
     def attach(self, mv: ModelVersion) -> None:
-        """Create the batcher of a version that became ready (called from the repository, any thread)."""
+        """Create the batcher of a version that became ready (called from the repository, any thread).
+
+        The energy profile runs first: when it raises, no batcher is left behind (the repository fails the version).
+        """
+        energy = estimate_energy(mv)
         runner = mv.pipeline.runner
 
         def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,9 +104,9 @@ class InferenceService:
             f"{mv.name}",
             enabled=self.settings.dynamic_batching,
         )
+        self.energy[(mv.name, mv.version)] = energy
         self.batchers[(mv.name, mv.version)] = batcher
         metrics.BACKEND_UP.labels(runner.backend).set(1)
-        self.energy[(mv.name, mv.version)] = estimate_energy(mv)
         if self.loop is not None:
             self.loop.call_soon_threadsafe(batcher.start)
 
@@ -162,7 +167,8 @@ class InferenceService:
     async def predict(self, name: str, version: str | None, make_input) -> tuple[ModelVersion, BatchResult, dict]:
         """Common path of every inference endpoint: maintenance, lookup, input, batch, metrics, record.
 
-        ``make_input(mv) -> (x [B, C, H, W] preprocessed float, extra info dict)`` raises 400 errors itself.
+        ``make_input(mv) -> (x [B, C, H, W] preprocessed float, extra info dict)``, or an awaitable of it, raises 400
+        errors itself.
         """
         start = time.perf_counter()
         metrics.IN_FLIGHT.inc()
@@ -178,7 +184,8 @@ class InferenceService:
             self.check_maintenance()
             mv = self.resolve(name, version)
             record.update(version=mv.version, backend=mv.pipeline.runner.backend)
-            x, info = make_input(mv)
+            made = make_input(mv)
+            x, info = await made if inspect.isawaitable(made) else made
             result = await self._run(mv, x)
             spikes = result.spikes.double()
             est = self.energy.get((mv.name, mv.version))
@@ -212,7 +219,12 @@ class InferenceService:
         except ServiceError as e:
             latency = time.perf_counter() - start
             status = {"timeout": "timeout", "rejected": "rejected"}.get(e.kind, "error")
-            metrics.REQUESTS.labels(name, mv.version if mv else (version or ""), e.kind).inc()
+            if mv is not None:
+                labels = (mv.name, mv.version)
+            else:  # the client's names become labels only when the repository holds them
+                held = self.repo.versions(name)
+                labels = metrics.request_labels({name: [v.version for v in held]} if held else {}, name, version)
+            metrics.REQUESTS.labels(*labels, e.kind).inc()
             if mv is not None:  # only attempts that reached a model are inference records
                 record.update(status=status, http_status=e.status, latency_ms=latency * 1e3, error=e.message[:500])
             raise
@@ -292,10 +304,14 @@ class InferenceService:
             input ``[1, C, H, W]``.
         """
 
-        def make_input(mv: ModelVersion):
-            images, original = decode_image(data, mv.pipeline.input_shape)
+        def decode(mv: ModelVersion) -> tuple[torch.Tensor, dict[str, Any]]:
+            images, original = decode_image(data, mv.pipeline.input_shape, self.settings.max_image_pixels)
             x = mv.pipeline.preprocess(images)
             return x, {"original_size": original, "input": x}
+
+        async def make_input(mv: ModelVersion) -> tuple[torch.Tensor, dict[str, Any]]:
+            # decoding is CPU work on the client's bytes: a worker thread, never the event loop
+            return await asyncio.to_thread(decode, mv)
 
         mv, result, info = await self.predict(name, version, make_input)
         probs = torch.softmax(result.logits[0], 0)

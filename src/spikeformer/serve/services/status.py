@@ -17,9 +17,11 @@ Component states, best to worst: ``operational``, ``maintenance``, ``degraded``,
   ``degraded`` when one has but a job finished within ``JOB_RECENT`` (15 min: workers run, behind);
   ``major_outage`` when one has and none finished (no worker takes jobs) or the database is unavailable.
 
-Day bars: ``ok / total`` of the day's inference records (UTC days); ``operational`` from 99.9 %, ``degraded``
-from 99 %, else ``major_outage``; ``no_data`` for a day without requests. The database-derived part is cached for
-``CACHE_TTL_S`` seconds, so a busy public page costs at most one set of queries per interval and replica.
+Day bars: ``ok / total`` of the day's inference requests (UTC days), read from the daily aggregates, which outlive
+the raw records' retention (today, and yesterday until it is rolled up, from the raw records); ``operational`` from
+99.9 %, ``degraded`` from 99 %, else ``major_outage``; ``no_data`` for a day without requests. The database-derived
+part is cached for ``CACHE_TTL_S`` seconds, so a busy public page costs at most one set of queries per interval and
+replica.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from spikeformer.ops.incidents import format_duration
+from spikeformer.ops.incidents import format_duration, redact_keys
 from spikeformer.ops.severity import get_severity
 from spikeformer.serve import metrics
 from spikeformer.serve.state import ServiceState
@@ -119,7 +121,7 @@ def _public_incident(incident: Any, last_public: Any | None, now: datetime) -> d
     end = incident.resolved_at if incident.status not in ACTIVE_STATUSES else None
     view = {
         "id": incident.id,
-        "title": incident.title,
+        "title": redact_keys(incident.title),
         "sev": sev.name,
         "severity": sev.title,
         "status": incident.status,
@@ -128,7 +130,8 @@ def _public_incident(incident: Any, last_public: Any | None, now: datetime) -> d
         "duration": format_duration((end or now) - incident.started_at),
     }
     if last_public is not None:
-        view["latest_update"] = {"time": last_public.created_at.isoformat(), "message": last_public.message}
+        message = redact_keys(last_public.message)  # no API key prefixes on the public page
+        view["latest_update"] = {"time": last_public.created_at.isoformat(), "message": message}
     return view
 
 

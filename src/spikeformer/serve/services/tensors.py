@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeformer.serve.errors import bad_request
+from spikeformer.serve.errors import bad_request, too_large
 
-__all__ = ["DATATYPES", "parse_input_tensor", "requested_outputs", "OUTPUT_NAMES", "decode_image"]
+__all__ = ["DATATYPES", "IMAGE_FORMATS", "parse_input_tensor", "requested_outputs", "OUTPUT_NAMES", "decode_image"]
 
 DATATYPES = ("UINT8", "FP32")
 OUTPUT_NAMES = ("logits", "class")
+_JSON_KINDS = {str: "strings", bool: "booleans", type(None): "null"}
+IMAGE_FORMATS = ("PNG", "JPEG")  # the only Pillow decoders an upload reaches
 
 
 def _shape_text(c: int, h: int, w: int) -> str:
@@ -69,9 +71,21 @@ def parse_input_tensor(body: Any, input_shape: tuple[int, int, int], max_images:
     if not isinstance(data, list):
         raise bad_request(f"data must be a (flat or nested) list of numbers; got {type(data).__name__}")
     try:
-        arr = np.asarray(data, dtype=np.float64)
+        values = np.asarray(data, dtype=object)  # the JSON values as they came: numbers are not coerced yet
     except (ValueError, TypeError):
         raise bad_request("data must be a flat or rectangular nested list of numbers") from None
+    kinds = set(map(type, values.ravel()))
+    if kinds & {list, dict}:
+        raise bad_request("data must be a flat or rectangular nested list of numbers")
+    if kinds - {int, float}:
+        got = ", ".join(sorted(_JSON_KINDS.get(k, k.__name__) for k in kinds - {int, float}))
+        raise bad_request(f"data must hold JSON numbers only; got {got}; accepted: numbers (UINT8: integers 0 to 255)")
+    try:
+        arr = values.astype(np.float64)
+    except OverflowError:
+        raise bad_request(
+            "data holds a number too large for a 64-bit float; accepted: UINT8 0 to 255, FP32 values"
+        ) from None
     expected = math.prod(shape4)
     if arr.size != expected:
         raise bad_request(f"data holds {arr.size} values but shape {shape} needs {expected}")
@@ -99,19 +113,36 @@ def requested_outputs(body: dict[str, Any]) -> list[str]:
     return names
 
 
-def decode_image(data: bytes, input_shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[int]]:
-    """PNG/JPEG bytes -> (uint8 ``[1, C, H, W]`` converted and resized to the model's input, original ``[W, H]``)."""
+def decode_image(data: bytes, input_shape: tuple[int, int, int], max_pixels: int) -> tuple[torch.Tensor, list[int]]:
+    """PNG/JPEG bytes -> (uint8 ``[1, C, H, W]`` converted and resized to the model's input, original ``[W, H]``).
+
+    The header is read first: other formats are refused before any of their decoders runs, and an image of more than
+    ``max_pixels`` (width x height) is refused before its pixels are decoded, so a few hundred kilobytes that unpack
+    to gigabytes (a decompression bomb) cost nothing. This is blocking work: call it off the event loop.
+
+    Raises:
+        ServiceError: 413 above ``max_pixels``; 400 for anything that is not a readable PNG or JPEG image.
+    """
     from PIL import Image, UnidentifiedImageError
 
     c, h, w = input_shape
+    accepted = f"accepted: PNG or JPEG images of at most {max_pixels:,} pixels (width x height)"
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # parses the header only
+    except Image.DecompressionBombError:  # Pillow's own ceiling, checked on the header too
+        raise too_large(f"the image declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {accepted}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise bad_request(f"the upload is not a readable image; {accepted}") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise too_large(f"the image is {width}x{height} = {width * height:,} pixels; {accepted}")
+    try:
         img.load()
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise bad_request("the upload is not a readable image; accepted: PNG or JPEG files") from None
-    if img.format not in ("PNG", "JPEG"):
-        raise bad_request(f"image format {img.format} is not accepted; accepted: PNG or JPEG")
-    original = list(img.size)
+    except Exception:  # whatever a decoder raises on the client's bytes, the upload is unreadable
+        raise bad_request(
+            f"the upload is not a readable image (its data are damaged or truncated); {accepted}"
+        ) from None
+    original = [width, height]
     img = img.convert("L" if c == 1 else "RGB")
     if img.size != (w, h):
         img = img.resize((w, h), Image.BILINEAR)
