@@ -74,3 +74,15 @@ def test_request_labels():
     assert metrics.request_labels(known, "tiny", "9" * 50) == ("tiny", metrics.UNKNOWN_LABEL)
     assert metrics.request_labels(known, "x" * 50, "2") == (metrics.UNKNOWN_LABEL, metrics.UNKNOWN_LABEL)
     assert metrics.request_labels(known, "x", None) == (metrics.UNKNOWN_LABEL, "")
+
+
+@pytest.mark.security
+def test_a_huge_unknown_name_is_not_echoed_in_full(service):
+    client, _ = service
+    name = "m" * 1_000_000
+    r = client.post(f"/v2/models/tiny/versions/{'9' * 5000}/infer", json=_infer_body())
+    assert r.status_code == 404 and len(r.content) < 600 and "(5,000 characters)" in r.json()["error"]
+    files = {"file": ("x.png", _png(), "image/png")}
+    r = client.post("/v1/classify", files=files, data={"model": name})
+    assert r.status_code == 404, r.text
+    assert len(r.content) < 600 and "(1,000,000 characters)" in r.json()["error"]

@@ -30,6 +30,14 @@ __all__ = ["ModelVersion", "ModelRepository", "ModelNotFoundError", "ModelNotRea
 log = logging.getLogger("spikeformer.serve.models")
 
 
+_SHOWN_MAX = 80  # characters of a client-supplied name repeated in an error message
+
+
+def _shown(text: str) -> str:
+    """``repr(text)``, cut to its first characters when long (a client's name is echoed, never a megabyte of it)."""
+    return repr(text) if len(text) <= _SHOWN_MAX else f"{text[:_SHOWN_MAX]!r}... ({len(text):,} characters)"
+
+
 class ModelNotFoundError(LookupError):
     """No such model or version in the repository."""
 
@@ -161,14 +169,16 @@ class ModelRepository:
         """(Re)load every version folder of ``name``."""
         versions = [(n, v) for n, v, _ in self.scan() if n == name]
         if not versions:
-            raise ModelNotFoundError(f"no model {name!r} in {self.root}; models: {self.model_names()}")
+            raise ModelNotFoundError(f"no model {_shown(name)} in {self.root}; models: {self.model_names()}")
         return [self.load(n, v) for n, v in versions]
 
     def unload(self, name: str, version: str | None = None) -> list[ModelVersion]:
         with self._lock:
             targets = [mv for (n, v), mv in self._versions.items() if n == name and (version is None or v == version)]
         if not targets:
-            raise ModelNotFoundError(f"no loaded model {name!r}" + (f" version {version!r}" if version else ""))
+            raise ModelNotFoundError(
+                f"no loaded model {_shown(name)}" + (f" version {_shown(version)}" if version else "")
+            )
         for mv in targets:
             if mv.ready and self._on_unload:
                 self._on_unload(mv)
@@ -204,7 +214,7 @@ class ModelRepository:
         """The version to serve; raises ``ModelNotFoundError`` / ``ModelNotReadyError``."""
         versions = self.versions(name)
         if not versions:
-            raise ModelNotFoundError(f"unknown model {name!r}; available: {self.model_names()}")
+            raise ModelNotFoundError(f"unknown model {_shown(name)}; available: {self.model_names()}")
         if version is None:
             mv = self.active_version(name)
             if mv is None:
@@ -220,7 +230,7 @@ class ModelRepository:
                     )
                 return mv
         raise ModelNotFoundError(
-            f"model {name!r} has no version {version!r}; versions: {[v.version for v in versions]}"
+            f"model {name!r} has no version {_shown(version)}; versions: {[v.version for v in versions]}"
         )
 
     def is_ready(self, name: str, version: str | None = None) -> bool:
@@ -233,7 +243,7 @@ class ModelRepository:
     def rollback(self, name: str) -> ModelVersion:
         """Pin the newest ready version older than the active one."""
         if not self.versions(name):
-            raise ModelNotFoundError(f"unknown model {name!r}; available: {self.model_names()}")
+            raise ModelNotFoundError(f"unknown model {_shown(name)}; available: {self.model_names()}")
         current = self.active_version(name)
         if current is None:
             raise ModelNotReadyError(f"model {name!r} has no ready version to roll back from")

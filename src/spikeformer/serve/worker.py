@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeformer.runtime.memory import release_free_memory
 from spikeformer.serve import metrics
 from spikeformer.serve.model_repository import ModelNotFoundError, ModelNotReadyError, ModelRepository
 from spikeformer.serve.services.jobs import JobInputError, payload_images
@@ -135,6 +136,7 @@ class Worker:
                 continue
             log.info("job %s claimed (%d images, attempt %d)", job.id, job.total, job.attempts)
             outcome = self.run_one(job)
+            release_free_memory()  # the job's batches are freed: hand the heap's free memory back to the kernel
             metrics.JOBS_PROCESSED.labels(outcome).inc()
             log.info("job %s %s", job.id, outcome)
             self.done += outcome == "done"

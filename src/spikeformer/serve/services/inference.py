@@ -103,6 +103,8 @@ class InferenceService:
             self.settings.queue_capacity,
             f"{mv.name}",
             enabled=self.settings.dynamic_batching,
+            capacity_images=self.settings.queue_capacity_images,
+            idle_trim_s=self.settings.idle_trim_s,
         )
         self.energy[(mv.name, mv.version)] = energy
         self.batchers[(mv.name, mv.version)] = batcher
