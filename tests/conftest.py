@@ -1,4 +1,4 @@
-"""Shared fixtures: small models and checkpoints that CPU tests can afford."""
+"""Shared fixtures: small models and checkpoints that CPU tests can afford, and a migrated SQLite database."""
 
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
         {"top1": 0.1},
     )
     return folder
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path):
+    """A migrated SQLite database in the test's folder (closed afterwards)."""
+    from spikeformer.store import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'test.db'}")
+    database.upgrade()
+    yield database
+    database.dispose()

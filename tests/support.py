@@ -130,3 +130,15 @@ KERNELS_MISSING = (
     "the compiled CPU kernels could not be built on this machine (no C++ compiler or ninja); the plain-torch "
     "fallbacks are tested, and tests/kernels/test_cpu.py fails with the build error"
 )
+
+
+async def echo_app(scope, receive, send):
+    """An ASGI application that reads the whole body and answers 200 with it."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})

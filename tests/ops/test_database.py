@@ -14,15 +14,12 @@ from spikeformer.ops.database import (
     save_maintenance,
     signal_long_queries,
 )
-from spikeformer.store import ApiKeyStore, Database
+from spikeformer.store import ApiKeyStore
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'ops.db'}")
-    database.ensure_ready()
-    yield database
-    database.dispose()
+def db(sqlite_db):
+    return sqlite_db
 
 
 def test_maintenance_round_trip(db):

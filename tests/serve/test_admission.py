@@ -8,6 +8,7 @@ import pytest
 
 from spikeformer.serve import metrics
 from spikeformer.serve.middleware import InflightLimit
+from support import echo_app
 
 
 def _scope(path: str) -> dict:
@@ -51,18 +52,6 @@ class _SlowBody:
 
     async def send(self, message: dict) -> None:
         self.sent.append(message)
-
-
-async def _echo(scope, receive, send):
-    """An application that answers 200 with the body it read."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
 
 
 def test_requests_beyond_the_limit_get_503_with_retry_after_and_others_pass():
@@ -142,7 +131,7 @@ def test_a_request_counts_against_the_limit_only_once_its_body_is_complete():
     async def app(scope, receive, send):
         if scope["path"] == "/v2/models/hold/infer":
             await release.wait()
-        await _echo(scope, receive, send)
+        await echo_app(scope, receive, send)
 
     limited = InflightLimit(app, limit=1, retry_after_s=1)
 
@@ -176,7 +165,7 @@ def test_a_request_counts_against_the_limit_only_once_its_body_is_complete():
 
 @pytest.mark.security
 def test_bodies_still_arriving_beyond_their_cap_get_503_and_complete_bodies_pass():
-    limited = InflightLimit(_echo, limit=100, retry_after_s=2, max_partial=2)
+    limited = InflightLimit(echo_app, limit=100, retry_after_s=2, max_partial=2)
     rejected = metrics.ADMISSION_REJECTED.labels("partial_bodies")._value.get()
 
     async def scenario():

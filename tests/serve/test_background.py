@@ -24,11 +24,8 @@ def _records(db: Database, at: datetime, n: int, status: str = "ok") -> None:
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'bg.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
+def db(sqlite_db):
+    return sqlite_db
 
 
 @pytest.mark.security

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from spikeformer.serve import metrics
 from spikeformer.serve.app import create_app
 from spikeformer.serve.middleware import BodySizeLimit
-from support import free_port, make_settings
+from support import echo_app, free_port, make_settings
 
 pytestmark = pytest.mark.security
 
@@ -77,17 +77,7 @@ async def _run(guard: BodySizeLimit, messages: list[dict | float]) -> list[dict]
 
 
 def test_a_body_slower_than_the_read_deadline_gets_408_and_is_counted():
-    async def app(scope, receive, send):
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": body})
-
-    guard = BodySizeLimit(app, limit=1 << 20, read_timeout_s=0.2)
+    guard = BodySizeLimit(echo_app, limit=1 << 20, read_timeout_s=0.2)
     before = metrics.BODY_READ_TIMEOUTS._value.get()
     started = time.monotonic()
     sent = asyncio.run(_run(guard, [{"type": "http.request", "body": b"{", "more_body": True}]))

@@ -16,11 +16,8 @@ from spikeformer.store import Database, InferenceRecordStore
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'records.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
+def db(sqlite_db):
+    return sqlite_db
 
 
 def _record() -> dict:
