@@ -12,7 +12,8 @@ from spikeformer.cli import app
 from spikeformer.runtime import memory
 
 glibc = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or memory._glibc() is None, reason="glibc's malloc only"
+    not sys.platform.startswith("linux") or memory._glibc() is None,
+    reason="mallopt and malloc_trim exist only in glibc's malloc (elsewhere the allocator settings are logged and skipped)",
 )
 
 # The pattern of a large batch: an earlier large tensor raised glibc's dynamic mmap threshold; the batch's 8 MB
