@@ -13,7 +13,7 @@ from spikeformer.runtime import memory
 
 glibc = pytest.mark.skipif(
     not sys.platform.startswith("linux") or memory._glibc() is None,
-    reason="mallopt and malloc_trim exist only in glibc's malloc (elsewhere the allocator settings are logged and skipped)",
+    reason="mallopt and malloc_trim exist only in glibc's malloc (elsewhere the settings are logged and skipped)",
 )
 
 # The pattern of a large batch: an earlier large tensor raised glibc's dynamic mmap threshold; the batch's 8 MB
