@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,7 +27,10 @@ __all__ = [
     "emit_json",
     "fail",
     "parse_duration",
+    "parse_pairs",
 ]
+
+V = TypeVar("V")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -78,6 +82,26 @@ def parse_duration(text: str) -> float:
         return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise ValueError(f"cannot read duration {text!r}; accepted: seconds, or a number with s, m or h") from None
+
+
+def parse_pairs(pairs: list[str], value: Callable[[str, str], V], malformed: str) -> dict[str, V]:
+    """Repeated ``KEY=VALUE`` options -> ``{key: value(key, raw)}``.
+
+    Args:
+        pairs: the option's values as typed.
+        value: turns one raw value into what the command takes (raises ``ValueError`` with a message).
+        malformed: the message for a pair without ``=`` or key; ``{pair!r}`` is appended.
+
+    Raises:
+        ValueError: A malformed pair, or ``value`` refused one.
+    """
+    out: dict[str, V] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{malformed}, got {pair!r}")
+        out[key.strip()] = value(key, raw)
+    return out
 
 
 def database(url: str | None) -> Database:

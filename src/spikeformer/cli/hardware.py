@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spikeformer.cli._output import JsonFlag, console, emit_json, fail
+from spikeformer.cli._output import JsonFlag, console, emit_json, fail, parse_pairs
 
 if TYPE_CHECKING:
     from spikeformer.hardware import CompileResult
@@ -23,16 +23,15 @@ def parse_limits(pairs: list[str]) -> dict[str, int]:
     Raises:
         ValueError: A pair is not ``NAME=INTEGER``.
     """
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--limit takes NAME=VALUE, got {pair!r}")
-        try:
-            out[key.strip().replace("-", "_")] = int(value)
-        except ValueError:
-            raise ValueError(f"--limit {key}: {value!r} is not an integer") from None
-    return out
+    limits = parse_pairs(pairs, _integer, "--limit takes NAME=VALUE")
+    return {key.replace("-", "_"): v for key, v in limits.items()}
+
+
+def _integer(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"--limit {key}: {raw!r} is not an integer") from None
 
 
 def _print_table(result: CompileResult) -> None:

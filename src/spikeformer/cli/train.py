@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spikeformer.cli._output import JsonFlag, console, emit_json, fail
+from spikeformer.cli._output import JsonFlag, console, emit_json, fail, parse_pairs
 
 if TYPE_CHECKING:
     from spikeformer.data import ArrayDataset
@@ -25,18 +25,18 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
     Raises:
         ValueError: A pair is not ``KEY=VALUE``.
     """
-    out = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(
-                f"--arg expects KEY=VALUE (VALUE in JSON, e.g. depth=2 or pool_stages=[0,1,1,0]), got {pair!r}"
-            )
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    return parse_pairs(
+        pairs,
+        _json_or_text,
+        "--arg expects KEY=VALUE (VALUE in JSON, e.g. depth=2 or pool_stages=[0,1,1,0])",
+    )
+
+
+def _json_or_text(_key: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def train(
